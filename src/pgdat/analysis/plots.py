@@ -1,0 +1,44 @@
+"""Plots of a run's metrics (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CURVES = [("train", "-"), ("val", "--"), ("test", ":")]
+
+
+def plot_learning_curves(history: list[dict[str, Any]], path: Path, *, best_epoch: int | None = None,
+                         title: str = "") -> Path:
+    """Clean (blue) and robust (red) accuracy for train/val/test over epochs, plus the learning rate."""
+    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    epochs = [m["epoch"] for m in history]
+    for split, style in CURVES:
+        for kind, color in (("clean", "tab:blue"), ("robust", "tab:red")):
+            ys = [m.get(f"{split}_{kind}_acc") for m in history]
+            if any(v is not None for v in ys):
+                ax.plot(epochs, [100 * v if v is not None else float("nan") for v in ys], style, color=color,
+                        marker="o", ms=3, label=f"{split} {kind}")
+    if best_epoch is not None and best_epoch > 0:
+        ax.axvline(best_epoch, color="k", alpha=0.4, lw=1)
+        ax.annotate(f"best (val) ep {best_epoch}", (best_epoch, ax.get_ylim()[1]), fontsize=8, va="top")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(alpha=0.3)
+    ax_lr.plot(epochs, [m["lr"] for m in history], color="tab:gray")
+    ax_lr.set_ylabel("lr (end of epoch)")
+    ax_lr.set_xlabel("epoch")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,208 @@
+"""The one input-gradient ascent loop behind every pgdat attack (FGSM, RS-FGSM, N-FGSM, PGD, CW-PGD).
+
+Gradients are taken with ``torch.autograd.grad`` with respect to the perturbation only, so parameter ``.grad``
+is never touched and no parameter-gradient work is done. The perturbation is kept in fp32 even when the
+forward/backward passes run under autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pgdat.attacks.losses import AttackLoss, resolve_loss
+from pgdat.errors import PgdatError
+from pgdat.precision import autocast, resolve_precision
+from pgdat.threat import ThreatModel
+
+BN_MODES = ("eval", "train")
+INITS = ("zero", "uniform", "normal")
+NORMAL_INIT_STD = 0.001  # TRADES / MART start: x + 0.001 * N(0, I)
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module, bn_mode: str) -> Iterator[None]:
+    """Put ``model`` in eval (``bn_mode="eval"``) or train mode for the attack; restore every module's flag after.
+
+    In train mode BatchNorm uses batch statistics and updates its running statistics (the robust_overfitting
+    convention); in eval mode it uses the running statistics (Madry / TRADES convention).
+    """
+    if bn_mode not in BN_MODES:
+        raise PgdatError(f"unknown bn_mode '{bn_mode}'; valid: {', '.join(BN_MODES)}")
+    flags = [(m, m.training) for m in model.modules()]
+    model.train(bn_mode == "train")
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """Everything the ascent loop needs besides model and data.
+
+    step_size: length of one step in pixel units. steps: number of gradient steps (>= 1).
+    init: ``zero`` | ``uniform`` (uniform in the ball of radius init_scale*eps) | ``normal`` (N(0, 0.001^2)).
+    project: project every iterate onto the eps-ball (False: only the [0,1] box, as N-FGSM).
+    stop_on_success: freeze an example's perturbation once it is misclassified (evaluation; off for training).
+    """
+
+    threat: ThreatModel
+    step_size: float
+    steps: int
+    init: str = "uniform"
+    init_scale: float = 1.0
+    project: bool = True
+    targeted: bool = False
+    stop_on_success: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.step_size) and self.step_size >= 0):
+            raise PgdatError(f"step_size must be a finite number >= 0 (got {self.step_size})")
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise PgdatError(f"steps must be an integer >= 1 (got {self.steps})")
+        if self.init not in INITS:
+            raise PgdatError(f"unknown init '{self.init}'; valid: {', '.join(INITS)}")
+        if not (math.isfinite(self.init_scale) and self.init_scale >= 0):
+            raise PgdatError(f"init_scale must be >= 0 (got {self.init_scale})")
+
+
+def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
+    """Validate a batch: float images (B, C, H, W) in [0,1] and integer labels (B,). Costs one host sync."""
+    if not torch.is_floating_point(x):
+        raise PgdatError(f"images must be float tensors in [0,1], got dtype {x.dtype}; divide uint8 images by 255")
+    if x.dim() < 2 or y.dim() != 1 or x.shape[0] != y.shape[0]:
+        raise PgdatError(f"expected images (B, C, H, W) and labels (B,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if y.dtype not in (torch.int64, torch.int32):
+        raise PgdatError(f"labels must be integer class indices, got dtype {y.dtype}")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        lo, hi = float(x.min()), float(x.max())
+        raise PgdatError(f"images must lie in [0,1] (got range [{lo:.3g}, {hi:.3g}]); normalisation belongs inside "
+                         "the model (pgdat.models.Normalize), not in the data")
+
+
+def initial_delta(x: torch.Tensor, spec: AttackSpec, generator: torch.Generator | None) -> torch.Tensor:
+    """Starting perturbation (fp32, shaped like x), inside ball ∩ box when ``spec.project``."""
+    if spec.init == "zero":
+        delta = torch.zeros_like(x, dtype=torch.float32)
+    elif spec.init == "uniform":
+        delta = spec.threat.random_init(x, scale=spec.init_scale, generator=generator)
+    else:
+        gen_device = generator.device if generator is not None else x.device
+        noise = torch.randn(x.shape, generator=generator, device=gen_device, dtype=torch.float32)
+        delta = (NORMAL_INIT_STD * noise).to(x.device)
+    if spec.project:
+        delta = spec.threat.project_ball(delta)
+    return spec.threat.project_box(x.float(), delta)
+
+
+def ascend(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    spec: AttackSpec,
+    loss_fn: AttackLoss,
+    *,
+    precision: str = "fp32",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Run one start of the ascent loop; returns the final perturbation delta (fp32, detached, shaped like x).
+
+    The model must already be in the attack's train/eval mode. ``y`` is whatever ``loss_fn`` takes as target.
+    """
+    x32 = x.float()
+    delta = initial_delta(x32, spec, generator)
+    sign = -1.0 if spec.targeted else 1.0
+    active = None  # (B,) bool mask of examples still updated, with stop_on_success
+    for _ in range(spec.steps):
+        delta.requires_grad_(True)
+        with autocast(precision, x.device):
+            logits = model((x32 + delta).to(x.dtype))
+        objective = sign * loss_fn(logits.float(), y)
+        (grad,) = torch.autograd.grad(objective.sum(), delta)
+        with torch.no_grad():
+            step = spec.threat.step(delta, grad, spec.step_size) - delta
+            if spec.stop_on_success:
+                pred = logits.argmax(dim=1)
+                fooled = pred.eq(y) if spec.targeted else pred.ne(y)
+                active = ~fooled if active is None else active & ~fooled
+                step = step * active.view(-1, *([1] * (x.dim() - 1)))
+            delta = delta.detach() + step
+            delta = spec.threat.project(x32, delta) if spec.project else spec.threat.project_box(x32, delta)
+    return delta.detach()
+
+
+def perturb(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    spec: AttackSpec,
+    *,
+    loss: str | AttackLoss = "ce",
+    restarts: int = 1,
+    bn_mode: str = "eval",
+    precision: str = "fp32",
+    generator: torch.Generator | None = None,
+    check: bool = True,
+) -> torch.Tensor:
+    """Attack a batch with ``restarts`` random starts; returns detached ``x_adv`` in [0,1] shaped like x.
+
+    With restarts > 1, later starts only attack the examples not yet fooled, and each example keeps the
+    perturbation that fooled the model first or, if none did, the one of highest loss.
+    """
+    if int(restarts) != restarts or restarts < 1:
+        raise PgdatError(f"restarts must be an integer >= 1 (got {restarts})")
+    if check:
+        check_inputs(x, y)
+    loss_fn = resolve_loss(loss)
+    precision = resolve_precision(precision, x.device)
+    with attack_mode(model, bn_mode), torch.enable_grad():  # attacks work even when called under no_grad
+        delta = ascend(model, x, y, spec, loss_fn, precision=precision, generator=generator)
+        if restarts > 1:
+            delta = _restart(model, x, y, spec, loss_fn, delta, restarts, precision, generator)
+    return (x.float() + delta).clamp_(0.0, 1.0).to(x.dtype).detach()
+
+
+def _score(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, spec: AttackSpec, loss_fn: AttackLoss
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example (loss, fooled) of the perturbed batch, without gradients."""
+    with torch.no_grad():
+        logits = model((x.float() + delta).clamp(0, 1).to(x.dtype)).float()
+    pred = logits.argmax(dim=1)
+    fooled = pred.eq(y) if spec.targeted else pred.ne(y)
+    objective = -loss_fn(logits, y) if spec.targeted else loss_fn(logits, y)
+    return objective, fooled
+
+
+def _restart(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    spec: AttackSpec,
+    loss_fn: AttackLoss,
+    delta: torch.Tensor,
+    restarts: int,
+    precision: str,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Restarts 2..R on the examples not yet fooled; keep first-fooling or highest-loss perturbations."""
+    best_loss, fooled = _score(model, x, y, delta, spec, loss_fn)
+    for _ in range(restarts - 1):
+        idx = (~fooled).nonzero().squeeze(1)  # host sync: fine, restarts are an evaluation feature
+        if idx.numel() == 0:
+            break
+        cand = ascend(model, x[idx], y[idx], spec, loss_fn, precision=precision, generator=generator)
+        cand_loss, cand_fooled = _score(model, x[idx], y[idx], cand, spec, loss_fn)
+        better = cand_fooled | (cand_loss > best_loss[idx])
+        take = idx[better]
+        delta[take] = cand[better]
+        best_loss[take] = cand_loss[better]
+        fooled[take] = cand_fooled[better]
+    return delta

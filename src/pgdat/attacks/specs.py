@@ -1,0 +1,128 @@
+"""Attack specs as strings (``clean``, ``fgsm``, ``pgd-20``, ``pgd-50x10``, ``cw-20``, ``autoattack``, ``apgd-ce``,
+``apgd-t``, ...) for evaluation. The registry here is the only place an attack name becomes an attack."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pgdat.attacks.autoattack import autoattack
+from pgdat.attacks.fgsm import fgsm
+from pgdat.attacks.pgd import pgd
+from pgdat.errors import PgdatError
+from pgdat.registry import Registry
+
+
+@dataclass(frozen=True)
+class EvalAttack:
+    """A parsed attack spec. ``run(model, x, y, eps=, norm=, step_size=, generator=, precision=, seed=) -> x_adv``."""
+
+    spec: str
+    family: str
+    steps: int
+    restarts: int
+    run: Callable[..., torch.Tensor]
+
+    @property
+    def passes_per_example(self) -> int:
+        """Forward/backward passes this attack spends per attacked example (AutoAttack counted as 0: unknown)."""
+        return self.steps * self.restarts
+
+
+Builder = Callable[[int, int], Callable[..., torch.Tensor]]
+ATTACKS: Registry[tuple[Builder, int, bool]] = Registry("attack")  # name -> (builder, default steps, takes -K)
+
+
+def _register(name: str, default_steps: int, takes_steps: bool) -> Callable[[Builder], Builder]:
+    def deco(builder: Builder) -> Builder:
+        ATTACKS.register(name)((builder, default_steps, takes_steps))
+        return builder
+
+    return deco
+
+
+def default_step_size(eps: float, steps: int) -> float:
+    """Madry et al.'s rule 2.5 * eps / steps (= 2/255 for PGD-10 at eps 8/255, as in Rice et al.)."""
+    return 2.5 * eps / steps
+
+
+@_register("clean", 0, False)
+def _clean(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
+    return lambda model, x, y, **kw: x
+
+
+@_register("fgsm", 1, False)
+def _fgsm(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, generator=None,
+            precision: str = "fp32", **_: object) -> torch.Tensor:
+        return fgsm(model, x, y, eps=eps, norm=norm, generator=generator, precision=precision, check=False)
+
+    return run
+
+
+def _pgd_family(loss: str) -> Builder:
+    def build(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
+        def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str,
+                step_size: float | None = None, generator=None, precision: str = "fp32", **_: object) -> torch.Tensor:
+            alpha = default_step_size(eps, steps) if step_size is None else step_size
+            return pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, norm=norm, restarts=restarts, loss=loss,
+                       generator=generator, precision=precision, stop_on_success=True, check=False)
+
+        return run
+
+    return build
+
+
+_register("pgd", 20, True)(_pgd_family("ce"))
+_register("cw", 20, True)(_pgd_family("cw"))
+
+
+def _aa_family(attacks: list[str] | None) -> Builder:
+    def build(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
+        def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, seed: int = 0,
+                **_: object) -> torch.Tensor:
+            return autoattack(model, x, y, eps=eps, norm=norm, attacks=attacks, seed=seed, batch_size=x.shape[0])
+
+        return run
+
+    return build
+
+
+_register("autoattack", 0, False)(_aa_family(None))
+for _name in ("apgd-ce", "apgd-t", "apgd-dlr", "fab", "fab-t", "square"):
+    _register(_name, 0, False)(_aa_family([_name]))
+
+_SPEC = re.compile(r"^(?P<name>[a-z][a-z-]*?)(?:-(?P<steps>\d+)(?:x(?P<restarts>\d+))?)?$")
+
+
+def parse_attack(spec: str) -> EvalAttack:
+    """Parse ``name``, ``name-K`` or ``name-KxR`` (K steps, R restarts) into an :class:`EvalAttack`."""
+    m = _SPEC.match(spec.strip().lower())
+    if m is None:
+        raise PgdatError(f"cannot read attack spec '{spec}': write e.g. clean, fgsm, pgd-20, pgd-50x10, cw-20, "
+                         f"autoattack; known attacks: {', '.join(sorted(ATTACKS))}")
+    builder, default_steps, takes_steps = ATTACKS.get(m["name"])
+    if m["steps"] is not None and not takes_steps:
+        raise PgdatError(f"attack '{m['name']}' takes no step count (got '{spec}'); step counts apply to pgd and cw")
+    steps = int(m["steps"]) if m["steps"] else default_steps
+    restarts = int(m["restarts"]) if m["restarts"] else 1
+    if takes_steps and (steps < 1 or restarts < 1):
+        raise PgdatError(f"attack '{spec}': steps and restarts must be >= 1")
+    return EvalAttack(spec=spec.strip().lower(), family=m["name"], steps=steps, restarts=restarts,
+                      run=builder(steps, restarts))
+
+
+def parse_attacks(specs: str | list[str]) -> list[EvalAttack]:
+    """Parse a comma-separated string or a list of specs; duplicates are an error."""
+    items = [s for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
+    if not items:
+        raise PgdatError("no attacks given: pass e.g. --attacks clean,pgd-20")
+    parsed = [parse_attack(s) for s in items]
+    names = [a.spec for a in parsed]
+    if len(set(names)) != len(names):
+        raise PgdatError(f"attack list has duplicates: {', '.join(names)}")
+    return parsed

@@ -1,0 +1,113 @@
+"""Checkpoints: plain dicts of tensors and config written atomically, read back with ``weights_only=True``.
+
+A model checkpoint holds at least ``{"model": state_dict, "model_config": {"name", "num_classes", "in_channels",
+"mean", "std", "kwargs"}}``; the trainer adds optimizer, scheduler, RNG states, epoch and the resolved config.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pgdat.errors import PgdatError
+
+CHECKPOINT_NAMES = ("best.pt", "last.pt")
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, write: Any) -> Path:
+    """Write a file atomically: ``write(fileobj)`` into a temp file beside ``path``, fsync, rename over ``path``.
+
+    A crash (or a full disk) at any moment leaves either the old file or the new one, never a torn file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Atomically save a plain dict (tensors, numbers, strings, lists, dicts) with ``torch.save``."""
+    return atomic_write_bytes(path, lambda f: torch.save(payload, f))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory (its ``best.pt``, else ``last.pt``)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        for name in CHECKPOINT_NAMES:
+            if (p / name).is_file():
+                return p / name
+        raise PgdatError(f"run directory {p} has no checkpoint ({' or '.join(CHECKPOINT_NAMES)})")
+    if not p.is_file():
+        raise PgdatError(f"checkpoint {p} does not exist: give a .pt file or a run directory such as runs/NAME")
+    return p
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``: a file that would run code when unpickled is refused."""
+    p = resolve_checkpoint(path)
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise PgdatError(f"refused to load {p}: it is not a plain weights file (loading it would execute code it "
+                         f"contains). Only load checkpoints you trust, re-saved as plain state_dicts. ({e})") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise PgdatError(f"cannot read checkpoint {p}: the file is truncated or not a torch file ({e})") from None
+    if not isinstance(obj, dict):
+        raise PgdatError(f"checkpoint {p} holds a {type(obj).__name__}, expected a dict of state_dicts")
+    return obj
+
+
+def model_config(name: str, num_classes: int, in_channels: int, mean: Any, std: Any, **kwargs: Any) -> dict:
+    """The recipe :func:`load_model` needs to rebuild a model."""
+    return {"name": name, "num_classes": int(num_classes), "in_channels": int(in_channels),
+            "mean": list(mean) if mean is not None else None, "std": list(std) if std is not None else None,
+            "kwargs": dict(kwargs)}
+
+
+def build_model(cfg: dict) -> nn.Module:
+    """Create an (untrained) model from a :func:`model_config` dict."""
+    from pgdat.models import create_model
+
+    return create_model(cfg["name"], cfg["num_classes"], in_channels=cfg["in_channels"], mean=cfg["mean"],
+                        std=cfg["std"], **cfg.get("kwargs", {}))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", *, which: str = "model") -> nn.Module:
+    """Rebuild a trained model from a checkpoint file or run directory, in eval mode, on ``device``.
+
+    which: the state_dict key to load (``model``, or ``ema`` for weight-averaged weights when the run kept them).
+    """
+    ckpt = load_checkpoint(path)
+    if "model_config" not in ckpt or which not in ckpt:
+        raise PgdatError(f"{resolve_checkpoint(path)} is not a pgdat checkpoint (needs 'model_config' and '{which}')")
+    model = build_model(ckpt["model_config"])
+    model.load_state_dict(ckpt[which])
+    return model.to(device).eval()

@@ -1,0 +1,88 @@
+"""``pgdat eval``: robust accuracy of a checkpoint (or a freshly initialised model) on a dataset's test split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, load_model
+from pgdat.cli.main import register_command
+from pgdat.errors import PgdatError
+from pgdat.eval import evaluate, sanity_checks
+from pgdat.runinfo import run_info
+from pgdat.threat import parse_eps
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="checkpoint file or run directory (uses best.pt, else last.pt)")
+    src.add_argument("--model", help="evaluate a freshly initialised model of this architecture (e.g. small_cnn)")
+    p.add_argument("--data", default="mnist5k", help="dataset name (default: mnist5k, the embedded default)")
+    p.add_argument("--data-root", default=None, help="where dataset files live (default ~/.cache/pgdat/data)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing dataset files")
+    p.add_argument("--attacks", default="clean,pgd-20", help="comma-separated cascade, e.g. clean,pgd-20,autoattack")
+    p.add_argument("--eps", default="0.3", help="radius in pixel units: 8/255 or 0.031 (default 0.3)")
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    p.add_argument("--step-size", default=None, help="PGD/CW step size (default 2.5*eps/steps)")
+    p.add_argument("--n", type=int, default=1000, help="evaluate the first N test images (default 1000; 0 = all)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", default="fp32", help="autocast for attack passes: fp32, bf16, fp16, auto")
+    p.add_argument("--sanity", action="store_true", help="also run the eps=0 / huge-eps / zero-gradient checks")
+    p.add_argument("--json", dest="json_out", default=None, help="write results as JSON to this file")
+
+
+def _model_and_data(args: argparse.Namespace):
+    from pgdat.checkpoint import build_model, model_config
+    from pgdat.data import load_dataset
+
+    bundle = load_dataset(args.data, root=args.data_root, download=not args.no_download)
+    info = bundle.info
+    if args.checkpoint:
+        model = load_model(args.checkpoint, device=args.device)
+        cfg = load_checkpoint(args.checkpoint)["model_config"]
+    else:
+        torch.manual_seed(args.seed)
+        cfg = model_config(args.model or "small_cnn", info.num_classes, info.shape[0], info.mean, info.std)
+        model = build_model(cfg).to(args.device).eval()
+    if cfg["num_classes"] != info.num_classes:
+        raise PgdatError(f"the model has {cfg['num_classes']} classes but {args.data} has {info.num_classes}: "
+                         "evaluate it on the dataset it was trained for")
+    x, y = bundle.test.x, bundle.test.y
+    if args.n < 0:
+        raise PgdatError(f"--n must be >= 0 (got {args.n})")
+    if args.n:
+        x, y = x[:args.n], y[:args.n]
+    return model, x.to(args.device), y.to(args.device), cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    eps = parse_eps(args.eps)
+    step_size = parse_eps(args.step_size) if args.step_size is not None else None
+    model, x, y, cfg = _model_and_data(args)
+    res = evaluate(model, x, y, attacks=args.attacks, eps=eps, norm=args.norm, batch_size=args.batch_size,
+                   step_size=step_size, seed=args.seed, precision=args.precision)
+    print(f"model {cfg['name']} ({args.checkpoint or 'fresh init'}), data {args.data} test, n={res.n}, "
+          f"{args.norm} eps={eps:.5g} ({eps * 255:.2f}/255), seed {args.seed}")
+    print(f"{'attack':<14}{'accuracy':>10}{'seconds':>10}")
+    for name, acc in res.accuracy.items():
+        print(f"{name:<14}{100 * acc:>9.2f}%{res.seconds[name]:>10.1f}")
+    out = {**res.to_dict(), "data": args.data, "checkpoint": args.checkpoint, "model": cfg, "info": run_info(x.device)}
+    if args.sanity:
+        checks = sanity_checks(model, x[:args.batch_size], y[:args.batch_size], eps=eps, norm=args.norm)
+        for c in checks:
+            print(f"[{'ok' if c.passed else 'FAILED'}] {c.name}: {c.message}")
+        out["sanity"] = [c.__dict__ for c in checks]
+    if args.json_out:
+        text = json.dumps(out, indent=2)
+        atomic_write_bytes(Path(args.json_out), lambda f: f.write(text.encode()))
+        print(f"wrote {args.json_out}", file=sys.stderr)
+    return 0
+
+
+register_command("eval", "robust accuracy under a cascade of attacks", add_arguments, run)

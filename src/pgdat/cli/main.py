@@ -1,0 +1,53 @@
+"""``pgdat`` command line: one module per subcommand, found through the COMMANDS registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from pgdat.errors import PgdatError
+from pgdat.registry import Registry
+
+# name -> (add_arguments(parser), run(args) -> exit code, one-line help)
+COMMANDS: Registry[tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = (
+    Registry("command"))
+
+
+def register_command(name: str, help_text: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                     run: Callable[[argparse.Namespace], int]) -> None:
+    """Make ``pgdat NAME`` available: ``add_arguments`` fills its parser, ``run`` executes it."""
+    COMMANDS.register(name)((add_arguments, run, help_text))
+
+
+def _load_commands() -> None:
+    from pgdat.cli import eval as _eval  # noqa: F401  (each module registers itself)
+    from pgdat.cli import train as _train  # noqa: F401
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_commands()
+    parser = argparse.ArgumentParser(prog="pgdat", description="PGD adversarial training and robust evaluation")
+    parser.add_argument("--version", action="version", version=f"pgdat {__import__('pgdat').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (add_arguments, _, help_text) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _, run, _ = COMMANDS.get(args.command)
+    try:
+        return run(args)
+    except PgdatError as e:
+        print(f"pgdat {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

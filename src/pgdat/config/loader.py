@@ -1,0 +1,143 @@
+"""YAML recipes <-> :class:`Config`: unknown keys fail with the valid ones, values are coerced to field types,
+``section.key=value`` overrides apply on top, and the resolved config round-trips through YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pgdat.config.schema import Config
+from pgdat.errors import PgdatError
+from pgdat.threat import parse_eps
+
+RECIPES = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` (str from the CLI, or YAML scalars)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        for arg in (a for a in args if a is not type(None)):
+            return _coerce(value, arg, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise PgdatError(f"{where} must be true or false (got {value!r})")
+    if tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip()
+                                                                          .lstrip("-").isdigit())):
+            raise PgdatError(f"{where} must be an integer (got {value!r})")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool):
+            raise PgdatError(f"{where} must be a number (got {value!r})")
+        try:
+            return parse_eps(value)
+        except PgdatError:
+            raise PgdatError(f"{where} must be a number like 0.1 or 8/255 (got {value!r})") from None
+    if tp is str:
+        return str(value)
+    if origin is tuple:
+        items = yaml.safe_load(value) if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            items = [items]
+        elem = args[0]
+        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
+            return tuple(_coerce(v, elem, where) for v in items)
+        if len(items) != len(args):
+            raise PgdatError(f"{where} needs {len(args)} values (got {value!r})")
+        return tuple(_coerce(v, a, where) for v, a in zip(items, args, strict=True))
+    if origin is dict:
+        items = yaml.safe_load(value) if isinstance(value, str) else value
+        if not isinstance(items, dict):
+            raise PgdatError(f"{where} must be a mapping like {{width: 16}} (got {value!r})")
+        return dict(items)
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise PgdatError(f"{where or 'config'} must be a mapping (got {data!r})")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise PgdatError(f"unknown config key '{path}'; valid keys{' in ' + where if where else ''}: "
+                             f"{', '.join(fields)}")
+        tp = hints[key]
+        kwargs[key] = _build(tp, value, path) if dataclasses.is_dataclass(tp) else _coerce(value, tp, path)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build a :class:`Config` from nested dicts; unknown keys raise :class:`PgdatError` naming the key."""
+    return _build(Config, data or {}, "")
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Nested plain dict (tuples as lists) for YAML/JSON and checkpoints."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise PgdatError(f"cannot set '{key}': '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` strings; values are parsed as YAML (``8/255`` stays text, read as a float later)."""
+    for item in overrides:
+        if "=" not in item:
+            raise PgdatError(f"override '{item}' must look like section.key=value, e.g. train.epochs=5")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        _set_dotted(data, key.strip(), value)
+    return data
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A YAML file path, or a recipe name under the packaged configs (e.g. ``cifar10/pgd_at_preact18``)."""
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        return p
+    candidate = RECIPES / (name_or_path if name_or_path.endswith(".yaml") else f"{name_or_path}.yaml")
+    if candidate.is_file():
+        return candidate
+    known = sorted(str(f.relative_to(RECIPES).with_suffix("")) for f in RECIPES.rglob("*.yaml"))
+    raise PgdatError(f"config '{name_or_path}' is neither a file nor a recipe; recipes: {', '.join(known)}")
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a recipe (file or packaged name; None = defaults), apply overrides, validate keys and types."""
+    data: dict = {}
+    if path is not None:
+        p = recipe_path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise PgdatError(f"cannot parse {p} as YAML: {e}") from None
+    return config_from_dict(apply_overrides(data, overrides or []))

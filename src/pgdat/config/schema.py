@@ -1,0 +1,99 @@
+"""The run configuration as frozen dataclasses. Units: eps and step sizes in [0,1] pixel units (8/255 accepted in
+YAML and overrides), learning rates per optimizer step, epochs as full passes over the training split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "mnist5k"              # dataset registry name; mnist5k is embedded (no download)
+    root: str | None = None            # dataset files directory (default ~/.cache/pgdat/data or $PGDAT_DATA)
+    download: bool = True              # fetch missing files from the official source (checksummed)
+    val_size: int = 500                # held-out training images for model selection (Rice et al.: 1000)
+    val_seed: int = 0                  # seed of the fixed validation split
+    batch_size: int = 128              # training batch size (global; split across DDP ranks)
+    augment: str = "auto"              # auto (dataset default) | none | crop | flip | crop_flip
+    crop_padding: int = 4              # zero padding of the random crop, pixels
+    drop_last: bool = True             # drop the last short training batch
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "small_cnn"            # model registry name
+    kwargs: dict[str, Any] = field(default_factory=dict)  # architecture options, e.g. {width: 16}
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """The attack used to craft training examples (methods that attack use it)."""
+
+    eps: float = 0.3                   # radius, pixel units
+    norm: str = "linf"                 # linf | l2
+    step_size: float = 0.01            # per step, pixel units
+    steps: int = 40                    # gradient steps
+    restarts: int = 1
+    init: str = "uniform"              # zero | uniform | normal (x + 0.001 N(0, I), TRADES/MART)
+    bn_mode: str = "eval"              # eval (Madry/TRADES) | train (Rice et al.)
+    loss: str = "ce"                   # ce | cw (methods with their own inner loss, e.g. TRADES, ignore it)
+    eps_warmup_epochs: float = 0.0     # ramp eps and step size linearly from 0 over this many epochs (0 = off)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = "pgd_at"               # training-method registry name
+    params: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {beta: 6.0} for trades
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"                  # sgd | adam
+    lr: float = 0.1                    # peak learning rate
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)  # adam only
+    schedule: str = "piecewise"        # constant | piecewise | multistep | cosine | cyclic
+    milestones: tuple[float, ...] = (0.5, 0.75)  # piecewise: fractions of training; multistep: epochs
+    gamma: float = 0.1                 # lr factor at each milestone
+    peak: float = 0.5                  # cyclic: fraction of training at which lr peaks
+    warmup_epochs: float = 0.0         # linear warm-up from 0, in epochs
+    grad_clip: float = 0.0             # max global grad norm; 0 = off
+    ema: float = 0.0                   # decay of an exponential moving average of the weights; 0 = off
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 0
+    device: str = "auto"               # auto | cpu | cuda | cuda:N
+    precision: str = "auto"            # auto | fp32 | bf16 | fp16 (fp16 uses a grad scaler)
+    channels_last: bool = True
+    compile: bool = False              # torch.compile the model
+    deterministic: bool = False        # deterministic kernels (bit-exact resume on CPU)
+    checkpoint_every: int = 0          # also keep epoch_N.pt every N epochs; 0 = off
+    progress: bool = True              # progress bar
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    attack: str = "pgd-10"             # per-epoch robust evaluation on validation and test sets
+    step_size: float | None = None     # default 2.5 * eps / steps
+    n_test: int = 1000                 # test images evaluated each epoch (0 = all)
+    batch_size: int = 500
+    final_attacks: str = "clean,pgd-20"  # final evaluation of best.pt on the test set
+    n_final: int = 1000
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

@@ -1,0 +1,79 @@
+"""The in-memory dataset types: :class:`DatasetInfo`, :class:`Split`, :class:`DataBundle` and the readers' output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from pgdat.errors import PgdatError
+
+Augment = Literal["crop_flip", "crop", "flip", "none"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and a training recipe need to know about a dataset, available without loading it.
+
+    ``shape`` is one image as (C, H, W); ``mean``/``std`` are per-channel statistics of the training images in
+    [0, 1] pixel units; ``default_augment`` is the standard training augmentation (random crops use 4 pixels of
+    zero padding).
+    """
+
+    name: str
+    num_classes: int
+    shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+    default_augment: Augment = "none"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split held as tensors: images ``x`` uint8 (N, C, H, W), labels ``y`` int64 (N,), and ``index`` int64 (N,),
+    the position of each example in the source file's train or test set (``arange(N)`` when not given)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.index is None:
+            object.__setattr__(self, "index", torch.arange(len(self.y), dtype=torch.int64, device=self.y.device))
+        if self.x.dtype != torch.uint8 or self.x.dim() != 4:
+            raise PgdatError(f"Split.x must be a uint8 tensor (N, C, H, W); got {self.x.dtype} {tuple(self.x.shape)}")
+        for name in ("y", "index"):
+            t = getattr(self, name)
+            if t.dtype != torch.int64 or t.dim() != 1 or len(t) != len(self.x):
+                raise PgdatError(f"Split.{name} must be an int64 tensor ({len(self.x)},); "
+                                 f"got {t.dtype} {tuple(t.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, positions: torch.Tensor) -> Split:
+        """The examples at ``positions`` (int64, positions in this split), keeping their source indices."""
+        return Split(self.x[positions], self.y[positions], self.index[positions])
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """A loaded dataset: its info, the training split, the held-out validation split (None when
+    ``val_size=0``) and the test split."""
+
+    info: DatasetInfo
+    train: Split
+    val: Split | None
+    test: Split
+
+
+@dataclass(frozen=True)
+class RawData:
+    """What a reader returns: the source train and test sets (uint8 NCHW images, int64 labels), optionally the
+    class names stored in the files and the examples' source indices."""
+
+    train: Split
+    test: Split
+    classes: tuple[str, ...] | None = None

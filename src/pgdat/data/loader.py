@@ -1,0 +1,115 @@
+"""A device-resident, seeded, resumable batch iterator over a :class:`~pgdat.data.bundle.Split`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from pgdat.data.augment import check_augment, crop_flip, draw_augment
+from pgdat.data.bundle import Split
+from pgdat.errors import PgdatError
+
+
+def device_generator(device: torch.device) -> torch.Generator:
+    """A generator on ``device`` when the backend supports one there, else a CPU generator (draws are then moved)."""
+    try:
+        g = torch.Generator(device=device)
+        torch.randperm(2, generator=g, device=device)
+        return g
+    except (RuntimeError, TypeError, NotImplementedError):
+        return torch.Generator()
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        span = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise PgdatError(f"{name} must be an integer {span} (got {value!r})")
+    return value
+
+
+class DeviceLoader:
+    """Batches of a split kept whole on ``device`` as uint8; each epoch is shuffled and augmented on the device.
+
+    Iterating yields ``(x, y)`` or, with ``return_index``, ``(x, y, idx)``: ``x`` float32 (B, C, H, W) in [0, 1],
+    ``y`` int64 (B,), ``idx`` int64 (B,) the examples' source indices (``split.index``). All of an epoch's
+    randomness (permutation, crop offsets, flips) is drawn from one seeded generator when its iteration starts, so
+    the order depends only on ``seed`` and the number of epochs started, not on how many batches were consumed;
+    :meth:`state_dict` taken between epochs and restored with :meth:`load_state_dict` reproduces the next epochs.
+    Iteration does no host synchronisation.
+    """
+
+    def __init__(self, split: Split, batch_size: int, *, device: torch.device | str = "cpu", shuffle: bool = True,
+                 drop_last: bool = False, augment: str = "none", crop_padding: int = 4, seed: int = 0,
+                 return_index: bool = False) -> None:
+        n, _, h, w = split.x.shape
+        if n == 0:
+            raise PgdatError("DeviceLoader got an empty split; it needs at least one example")
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        if drop_last and batch_size > n:
+            raise PgdatError(f"batch_size must be in [1, {n}] with drop_last=True (the split has {n} examples); "
+                             f"got {batch_size}, which would give no batch")
+        self.augment = check_augment(augment)
+        self.crop_padding = _check_int("crop_padding", crop_padding, 0, min(h, w))
+        self.device = torch.device(device)
+        self.shuffle, self.drop_last, self.return_index = shuffle, drop_last, return_index
+        self.x = split.x.to(self.device)
+        self.y = split.y.to(self.device)
+        self.index = split.index.to(self.device)
+        self.generator = device_generator(self.device)
+        self.seed = _check_int("seed", seed, 0)
+        self.generator.manual_seed(seed)
+        self.epoch = 0  # epochs started so far
+
+    def __len__(self) -> int:
+        n = len(self.y)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream from ``seed``: the next epoch's order then depends only on ``seed``."""
+        self.seed = _check_int("seed", seed, 0)
+        self.generator.manual_seed(seed)
+
+    def _draw_epoch(self) -> tuple[torch.Tensor | None, ...]:
+        """This epoch's permutation (None without shuffle) and augmentation draws, all on the device."""
+        n, g = len(self.y), self.generator
+        perm = torch.randperm(n, generator=g, device=g.device).to(self.device) if self.shuffle else None
+        return (perm, *draw_augment(n, self.augment, self.crop_padding, g, self.device))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        plan = self._draw_epoch()
+        self.epoch += 1
+        return self._batches(*plan)
+
+    def _batches(self, perm: torch.Tensor | None, dy: torch.Tensor | None, dx: torch.Tensor | None,
+                 flip: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, ...]]:
+        bs, augmenting = self.batch_size, self.augment != "none"
+        for i in range(len(self)):
+            sl = slice(i * bs, (i + 1) * bs)
+            take = perm[sl] if perm is not None else sl
+            x, y = self.x[take], self.y[take]
+            if augmenting:
+                x = crop_flip(x, _part(dy, sl), _part(dx, sl), _part(flip, sl), self.crop_padding)
+            x = x.float().div_(255)
+            yield (x, y, self.index[take]) if self.return_index else (x, y)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Seed, epochs started and the generator state (CPU uint8 tensor): enough to replay the next epochs."""
+        return {"seed": self.seed, "epoch": self.epoch, "generator": self.generator.get_state(),
+                "generator_device": self.generator.device.type}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (from a loader on the same kind of device)."""
+        missing = {"seed", "epoch", "generator", "generator_device"} - set(state)
+        if missing:
+            raise PgdatError(f"DeviceLoader state lacks {', '.join(sorted(missing))}; pass a DeviceLoader.state_dict()")
+        if state["generator_device"] != self.generator.device.type:
+            raise PgdatError(f"DeviceLoader state comes from a {state['generator_device']} generator but this loader "
+                             f"draws on {self.generator.device.type}; resume on the same kind of device")
+        self.generator.set_state(state["generator"].detach().to("cpu", torch.uint8))
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+
+def _part(t: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
+    return t[sl] if t is not None else None

@@ -1,0 +1,6 @@
+"""Robust evaluation: a cascade of attacks over still-robust points, plus sanity checks."""
+
+from pgdat.eval.checks import CheckResult, output_warnings, sanity_checks
+from pgdat.eval.robust import EvalResult, evaluate
+
+__all__ = ["CheckResult", "EvalResult", "evaluate", "output_warnings", "sanity_checks"]

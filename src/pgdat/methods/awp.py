@@ -1,0 +1,72 @@
+"""``awp`` (Wu, Xia, Wang 2020): adversarial weight perturbation on top of ``pgd_at`` or ``trades``.
+
+Per step: craft x_adv; copy the weights into a proxy and take one SGD step (``proxy_lr``) on the *negative*
+base loss; perturb every weight tensor with >= 2 dims by v_l = gamma * ||w_l|| / ||d_l|| * d_l (d = proxy - w);
+compute the base loss at w + v (this is what the trainer back-propagates and steps on); remove v after the
+optimizer step, so the gradient taken at w + v is applied to w.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from torch import nn
+
+from pgdat.errors import PgdatError
+from pgdat.methods.base import METHODS, StepContext, craft
+from pgdat.methods.pgd_at import pgd_at_objective
+from pgdat.methods.trades import trades_inner, trades_objective
+
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+AWP_BASES = ("pgd_at", "trades")
+
+
+def weight_perturbation(model: nn.Module, proxy: nn.Module, objective: Objective, x: torch.Tensor,
+                        x_adv: torch.Tensor, y: torch.Tensor, gamma: float, proxy_lr: float
+                        ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(parameter, v) pairs for every weight with >= 2 dims; ``proxy`` is overwritten with the model's state."""
+    proxy.load_state_dict(model.state_dict())
+    proxy.train()
+    opt = torch.optim.SGD(proxy.parameters(), lr=proxy_lr)
+    opt.zero_grad(set_to_none=True)
+    (-objective(proxy, x, x_adv, y)["loss"]).backward()
+    opt.step()
+    pairs = []
+    with torch.no_grad():
+        for w, wp in zip(model.parameters(), proxy.parameters(), strict=True):
+            if w.dim() <= 1 or not w.requires_grad:
+                continue
+            d = wp - w
+            pairs.append((w, gamma * w.norm() / (d.norm() + 1e-20) * d))
+    return pairs
+
+
+@METHODS.register("awp")
+def awp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, base: str = "pgd_at",
+        gamma: float = 0.01, proxy_lr: float = 0.01, warmup_epochs: int = 0, beta: float = 6.0
+        ) -> dict[str, torch.Tensor]:
+    """AWP; ``base`` is pgd_at or trades (``beta`` for trades); no perturbation before ``warmup_epochs``."""
+    if base not in AWP_BASES:
+        raise PgdatError(f"awp base must be one of {', '.join(AWP_BASES)} (got '{base}')")
+    if base == "pgd_at":
+        x_adv, objective = craft(ctx, x, y), pgd_at_objective
+    else:
+        x_adv, objective = trades_inner(ctx, x), partial(trades_objective, beta=beta)
+    if ctx.epoch >= warmup_epochs and gamma > 0:
+        target = ctx.attack_model
+        proxy = ctx.state.setdefault("awp_proxy", copy.deepcopy(target))
+        pairs = weight_perturbation(target, proxy, objective, x, x_adv, y, gamma, proxy_lr)
+        with torch.no_grad():
+            for w, v in pairs:
+                w.add_(v)
+
+        def restore() -> None:
+            with torch.no_grad():
+                for w, v in pairs:
+                    w.sub_(v)
+
+        ctx.after_step.append(restore)
+    return objective(model, x, x_adv, y)

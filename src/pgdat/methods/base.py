@@ -1,0 +1,82 @@
+"""What every training method shares: the registry, the step context and the training attack.
+
+A method is a loss: ``method(model, x, y, ctx, **params) -> dict`` with at least ``"loss"`` (a scalar tensor to
+minimise) and optionally ``"logits_clean"`` / ``"logits_adv"`` (B, K) from its own forward passes, which the trainer
+turns into train-set accuracies without extra passes. The trainer owns optimisation; a method that must act after
+the optimizer step (AWP restoring weights) appends a callable to ``ctx.after_step``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from pgdat.attacks.core import AttackSpec, perturb
+from pgdat.attacks.losses import AttackLoss
+from pgdat.config.schema import AttackConfig
+from pgdat.errors import PgdatError
+from pgdat.registry import Registry
+from pgdat.threat import ThreatModel
+
+Method = Callable[..., dict[str, torch.Tensor]]
+METHODS: Registry[Method] = Registry("method")
+
+
+@dataclass
+class StepContext:
+    """Per-step information a method may use.
+
+    attack: the configured training attack. attack_model: the model to craft examples on (the unwrapped module
+    under DDP). generator: seeds random starts. precision: autocast for attack passes. epoch: 0-based epoch;
+    progress: fractional epochs done. state: per-method persistent state (kept across steps).
+    """
+
+    attack: AttackConfig
+    attack_model: nn.Module
+    generator: torch.Generator | None = None
+    precision: str = "fp32"
+    epoch: int = 0
+    progress: float = 0.0
+    state: dict[str, Any] = field(default_factory=dict)
+    after_step: list[Callable[[], None]] = field(default_factory=list)
+
+
+def craft(
+    ctx: StepContext,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: str | AttackLoss | None = None,
+    init: str | None = None,
+    **overrides: Any,
+) -> torch.Tensor:
+    """Adversarial examples for training with the configured attack (``overrides`` replace AttackSpec fields).
+
+    With ``attack.eps_warmup_epochs`` the radius and step size grow linearly with ``ctx.progress``.
+    """
+    a = ctx.attack
+    ramp = min(1.0, ctx.progress / a.eps_warmup_epochs) if a.eps_warmup_epochs > 0 else 1.0
+    spec_kw = {"threat": ThreatModel(a.norm, a.eps * ramp), "step_size": a.step_size * ramp, "steps": a.steps,
+               "init": init or a.init} | overrides
+    return perturb(ctx.attack_model, x, y, AttackSpec(**spec_kw), loss=loss or a.loss, restarts=a.restarts,
+                   bn_mode=a.bn_mode, precision=ctx.precision, generator=ctx.generator, check=False)
+
+
+def build_method(name: str, params: dict[str, Any]) -> Method:
+    """Look up a method and bind its options; unknown options raise a :class:`PgdatError` listing the valid ones."""
+    fn = METHODS.get(name)
+    sig = inspect.signature(fn)
+    valid = [p for p in list(sig.parameters)[4:]]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise PgdatError(f"method '{name}' has no option {', '.join(unknown)}; valid options: "
+                         f"{', '.join(valid) or 'none'}")
+    bound = partial(fn, **params)
+    bound.__name__ = name  # type: ignore[attr-defined]
+    return bound

@@ -1,0 +1,22 @@
+"""``pgd_at``: Madry et al.'s min-max training, CE on PGD examples only (the Rice et al. recipe with
+``attack.bn_mode=train``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pgdat.methods.base import METHODS, StepContext, craft
+
+
+def pgd_at_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor
+                     ) -> dict[str, torch.Tensor]:
+    """Outer loss on fixed adversarial examples: CE(f(x_adv), y)."""
+    logits = model(x_adv)
+    return {"loss": F.cross_entropy(logits.float(), y), "logits_adv": logits}
+
+
+@METHODS.register("pgd_at")
+def pgd_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+    return pgd_at_objective(model, x, craft(ctx, x, y), y)

@@ -1,0 +1,39 @@
+"""``trades`` (Zhang et al. 2019): CE(f(x), y) + beta * KL(p(x) || p(x')), with x' maximising the KL term."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pgdat.attacks.core import attack_mode
+from pgdat.methods.base import METHODS, StepContext, craft
+
+
+def kl_to_clean(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
+    """Per-example KL(p_clean || softmax(logits_adv)) (B,): the TRADES inner objective (target = clean probs)."""
+    log_p_adv = F.log_softmax(logits_adv.float(), dim=1)
+    return (p_clean * (torch.log(p_clean.clamp_min(1e-12)) - log_p_adv)).sum(dim=1)
+
+
+def trades_inner(ctx: StepContext, x: torch.Tensor) -> torch.Tensor:
+    """x' = argmax KL(p(x) || p(x')) by PGD from x + 0.001 N(0, I); clean probabilities from the attack-mode model."""
+    with torch.no_grad(), attack_mode(ctx.attack_model, ctx.attack.bn_mode):
+        p_clean = F.softmax(ctx.attack_model(x).float(), dim=1)
+    return craft(ctx, x, p_clean, loss=kl_to_clean, init="normal")
+
+
+def trades_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, beta: float
+                     ) -> dict[str, torch.Tensor]:
+    """Outer TRADES loss; gradients flow through both the clean and the adversarial logits (batch-mean KL)."""
+    logits_clean, logits_adv = model(x), model(x_adv)
+    natural = F.cross_entropy(logits_clean.float(), y)
+    robust = kl_to_clean(logits_adv, F.softmax(logits_clean.float(), dim=1)).mean()
+    return {"loss": natural + beta * robust, "loss_natural": natural.detach(), "loss_robust": robust.detach(),
+            "logits_clean": logits_clean, "logits_adv": logits_adv}
+
+
+@METHODS.register("trades")
+def trades(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 6.0
+           ) -> dict[str, torch.Tensor]:
+    return trades_objective(model, x, trades_inner(ctx, x), y, beta)

@@ -1,0 +1,80 @@
+"""Input normalisation as the first layer of every model, so attacks and eps live in [0,1] pixel space."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from pgdat.errors import PgdatError
+
+
+def _as_floats(name: str, values: Sequence[float]) -> list[float]:
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise PgdatError(f"normalisation {name} must be a list of numbers (one per channel), got {values!r}") from None
+    if not out or not all(math.isfinite(v) for v in out):
+        raise PgdatError(f"normalisation {name} must be a non-empty list of finite numbers, got {values!r}")
+    return out
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; x (B, C, H, W) -> (B, C, H, W).
+
+    mean/std are persistent buffers of shape (1, C, 1, 1), so they are saved in the state_dict.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        m, s = _as_floats("mean", mean), _as_floats("std", std)
+        if len(m) != len(s):
+            raise PgdatError(f"normalisation mean and std need one value per channel each, got {len(m)} and {len(s)}")
+        if any(v <= 0 for v in s):
+            raise PgdatError(f"normalisation std must be > 0 for every channel, got {s}")
+        self.register_buffer("mean", torch.tensor(m, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1))
+
+    @classmethod
+    def identity(cls, channels: int) -> Normalize:
+        """Mean 0, std 1 for ``channels`` channels: a no-op that keeps the state_dict layout."""
+        return cls([0.0] * channels, [1.0] * channels)
+
+    @property
+    def channels(self) -> int:
+        return self.mean.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class NormalizedModel(nn.Module):
+    """``net(normalize(x))``: images (B, C, H, W) in [0,1] -> logits (B, num_classes).
+
+    mean/std None gives identity normalisation for ``in_channels`` channels (then ``in_channels`` is required);
+    when given, their length must match ``in_channels`` if that is passed too.
+    """
+
+    def __init__(self, net: nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 *, in_channels: int | None = None) -> None:
+        super().__init__()
+        if (mean is None) != (std is None):
+            raise PgdatError("give both normalisation mean and std, or neither (identity normalisation)")
+        if mean is None:
+            if in_channels is None:
+                raise PgdatError("NormalizedModel needs in_channels when mean/std are None")
+            self.normalize = Normalize.identity(in_channels)
+        else:
+            self.normalize = Normalize(mean, std)
+            if in_channels is not None and self.normalize.channels != in_channels:
+                raise PgdatError(f"normalisation mean/std have {self.normalize.channels} values but the model takes "
+                                 f"{in_channels} input channels; give one value per channel")
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))

@@ -1,0 +1,50 @@
+"""Mixed precision: pick an autocast dtype per device and open the matching context."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from pgdat.errors import PgdatError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 kernels (AVX512-BF16 or AMX), where bf16 autocast speeds things up."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """Turn ``auto`` into a concrete choice for ``device`` and check the others are possible there.
+
+    auto: bf16 on CUDA devices that support it (else fp16) and on CPUs with native bf16; fp32 otherwise.
+    """
+    if precision not in PRECISIONS:
+        raise PgdatError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+    dev = torch.device(device)
+    if precision == "auto":
+        if dev.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if dev.type == "cpu" and cpu_supports_bf16() else "fp32"
+    if precision == "fp16" and dev.type == "cpu":
+        raise PgdatError("precision fp16 needs a GPU; on a CPU use precision=bf16 or fp32")
+    return precision
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
+    """Autocast context for a resolved precision (``fp32`` is a no-op)."""
+    if precision == "fp32":
+        yield
+        return
+    with torch.autocast(device_type=torch.device(device).type, dtype=_DTYPES[precision]):
+        yield

@@ -1,0 +1,108 @@
+"""Threat models: the geometry of an Lp ball intersected with the [0,1] image box, written once.
+
+Every attack in pgdat draws its projection, steepest-ascent step and random start from a :class:`ThreatModel`.
+Images are float tensors in [0,1] of shape (B, C, H, W); eps and step sizes are in the same pixel units
+(so eps = 8/255 for the usual CIFAR-10 Linf threat).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from pgdat.errors import PgdatError
+
+NORMS = ("linf", "l2")
+_TINY = 1e-12
+
+
+def parse_eps(value: str | float) -> float:
+    """Parse an eps written as a decimal (``0.031``) or a fraction (``8/255``) into a float."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise PgdatError(f"cannot read '{value}' as a number: write eps like 8/255 or 0.031") from None
+
+
+def _norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-example norm of ``delta`` (B, ...) as (B, 1, 1, 1)-broadcastable tensor."""
+    flat = delta.flatten(1)
+    n = flat.abs().amax(dim=1) if norm == "linf" else flat.norm(p=2, dim=1)
+    return n.view(-1, *([1] * (delta.dim() - 1)))
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """An Lp ball of radius ``eps`` around each image, intersected with the [0,1] box.
+
+    norm: ``"linf"`` or ``"l2"``. eps: radius in pixel units (>= 0).
+    """
+
+    norm: str
+    eps: float
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise PgdatError(f"unknown norm '{self.norm}'; valid norms: {', '.join(NORMS)}")
+        if not math.isfinite(self.eps) or self.eps < 0:
+            raise PgdatError(f"eps must be a finite number >= 0 (got {self.eps}); write it like 8/255")
+
+    def norm_of(self, delta: torch.Tensor) -> torch.Tensor:
+        """Per-example norm of a perturbation (B, C, H, W) -> (B,)."""
+        return _norms(delta, self.norm).flatten()
+
+    def project_ball(self, delta: torch.Tensor, radius: float | None = None) -> torch.Tensor:
+        """Project ``delta`` onto the ball of ``radius`` (default eps)."""
+        r = self.eps if radius is None else radius
+        if self.norm == "linf":
+            return delta.clamp(-r, r)
+        n = _norms(delta, "l2")
+        return delta * torch.clamp(r / (n + _TINY), max=1.0)
+
+    @staticmethod
+    def project_box(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Shrink ``delta`` so that ``x + delta`` stays in [0,1]."""
+        return (x + delta).clamp(0.0, 1.0) - x
+
+    def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Project onto ball ∩ box. For Linf this is exact; for L2, ball then box (the standard approximation,
+        which never leaves the ball because clamping into the box only shrinks each coordinate's magnitude)."""
+        return self.project_box(x, self.project_ball(delta))
+
+    def ascent_direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """Steepest-ascent direction of unit norm: sign(g) for Linf, g/||g||_2 for L2 (zero where g = 0)."""
+        if self.norm == "linf":
+            return grad.sign()
+        return grad / (_norms(grad, "l2") + _TINY)
+
+    def step(self, delta: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:
+        """One steepest-ascent step of length ``step_size`` (not yet projected)."""
+        return delta + step_size * self.ascent_direction(grad)
+
+    def random_init(
+        self, x: torch.Tensor, *, scale: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A random perturbation in the ball of radius ``scale * eps``, shaped like ``x`` (float32).
+
+        Linf: uniform in the cube. L2: uniform in the ball (Gaussian direction, radius eps * U^(1/d)).
+        Not yet clipped to the box. Sampled on the generator's device, then moved to ``x.device``.
+        """
+        radius = scale * self.eps
+        gen_device = generator.device if generator is not None else x.device
+        shape = x.shape
+        if self.norm == "linf":
+            u = torch.rand(shape, generator=generator, device=gen_device, dtype=torch.float32)
+            return ((2 * u - 1) * radius).to(x.device)
+        d = x[0].numel()
+        g = torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32)
+        g = g / (_norms(g, "l2") + _TINY)
+        r = torch.rand((shape[0],), generator=generator, device=gen_device, dtype=torch.float32) ** (1.0 / d)
+        return (g * (radius * r).view(-1, *([1] * (len(shape) - 1)))).to(x.device)

@@ -1,0 +1,74 @@
+"""Callbacks observe a run: metrics log, plots, console lines. The trainer calls ``on_fit_start``,
+``on_epoch_end(trainer, metrics)`` and ``on_fit_end(trainer, summary)`` on the main rank only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pgdat.checkpoint import atomic_write_bytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pgdat.training.trainer import Trainer
+
+
+class Callback:
+    def on_fit_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        pass
+
+    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        pass
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
+class MetricsLogger(Callback):
+    """``metrics.jsonl``: a header line (versions, git SHA, device, seed) then one object per epoch.
+
+    Rewritten atomically from the trainer's history (which lives in the checkpoint) after every epoch, so a
+    resumed run's log never holds an epoch twice or a torn line.
+    """
+
+    def _write(self, trainer: Trainer) -> None:
+        lines = [json.dumps(trainer.header)] + [json.dumps(m) for m in trainer.history]
+        write_text(trainer.out / "metrics.jsonl", "\n".join(lines) + "\n")
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._write(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        self._write(trainer)
+
+
+class CurvePlotter(Callback):
+    """``curves.png``: clean and robust accuracy (train/val/test) and learning rate per epoch, best epoch marked."""
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        from pgdat.analysis.plots import plot_learning_curves
+
+        plot_learning_curves(trainer.history, trainer.out / "curves.png", best_epoch=trainer.best["epoch"],
+                             title=trainer.cfg.name)
+
+
+class ConsoleLogger(Callback):
+    """One line per epoch on stdout."""
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        print(f"run {trainer.out} | {trainer.cfg.method.name} on {trainer.cfg.data.name} with {trainer.cfg.model.name}"
+              f" | device {trainer.header['device']} | precision {trainer.precision}", flush=True)
+
+    def on_epoch_end(self, trainer: Trainer, m: dict[str, Any]) -> None:
+        def pct(key: str) -> str:
+            v = m.get(key)
+            return "  -  " if v is None else f"{100 * v:5.1f}"
+
+        print(f"epoch {m['epoch']:>3} | loss {m['train_loss']:.4f} | train rob {pct('train_robust_acc')} | "
+              f"val clean {pct('val_clean_acc')} rob {pct('val_robust_acc')} | test clean {pct('test_clean_acc')} "
+              f"rob {pct('test_robust_acc')} | lr {m['lr']:.4g} | {m['time_train']:.1f}s+{m['time_eval']:.1f}s",
+              flush=True)

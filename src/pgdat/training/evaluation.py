@@ -1,0 +1,68 @@
+"""Per-epoch evaluation (validation and test, clean + the configured attack) and the end-of-run evaluation."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from pgdat.checkpoint import atomic_write_bytes, build_model, load_checkpoint
+from pgdat.eval import evaluate
+from pgdat.training.distributed import all_reduce_sum
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pgdat.training.trainer import Trainer
+
+
+def _split_accuracy(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(clean, robust) accuracy of ``model`` on (x, y), sharded over DDP ranks and reduced."""
+    cfg, info = trainer.cfg, trainer.dist
+    xs, ys = x[info.rank::info.world], y[info.rank::info.world]
+    res = evaluate(model, xs, ys, attacks=["clean", cfg.eval.attack], eps=cfg.attack.eps, norm=cfg.attack.norm,
+                   batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
+                   precision=trainer.precision, checks=False)
+    counts = torch.tensor([res.flags["clean"].sum().item(), res.robust.sum().item(), ys.numel()], dtype=torch.float64)
+    counts = all_reduce_sum(counts.to(trainer.device), info).tolist()
+    return counts[0] / max(counts[2], 1), counts[1] / max(counts[2], 1)
+
+
+def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dict[str, Any]:
+    """``{prefix}val_clean_acc``, ``val_robust_acc``, ``test_clean_acc``, ``test_robust_acc`` for this epoch."""
+    data, cfg, out = trainer.data, trainer.cfg, {}
+    splits = [("val", data.val), ("test", data.test)]
+    for name, split in splits:
+        if split is None or len(split.y) == 0:
+            continue
+        n = cfg.eval.n_test if name == "test" and cfg.eval.n_test else len(split.y)
+        x = split.x[:n].to(trainer.device).float().div_(255)
+        clean, robust = _split_accuracy(trainer, model, x, split.y[:n].to(trainer.device))
+        out[f"{prefix}{name}_clean_acc"], out[f"{prefix}{name}_robust_acc"] = clean, robust
+    return out
+
+
+def final_evaluation(trainer: Trainer) -> dict[str, Any]:
+    """Evaluate best.pt and last.pt with ``eval.final_attacks`` on the first ``eval.n_final`` test images;
+    write ``final.json`` and return it."""
+    cfg, test = trainer.cfg, trainer.data.test
+    n = cfg.eval.n_final or len(test.y)
+    x, y = test.x[:n].to(trainer.device).float().div_(255), test.y[:n].to(trainer.device)
+    summary: dict[str, Any] = {"n": int(y.numel()), "eps": cfg.attack.eps, "norm": cfg.attack.norm,
+                               "attacks": cfg.eval.final_attacks, "best_epoch": trainer.best["epoch"],
+                               "selected_by": trainer.best["selected_by"], "epochs": trainer.epoch}
+    for which in ("best", "last"):
+        path = trainer.out / f"{which}.pt"
+        if not path.exists():
+            continue
+        model = build_model(trainer.model_cfg).to(trainer.device)
+        model.load_state_dict(load_checkpoint(path, map_location=trainer.device)["model"])
+        res = evaluate(model.eval(), x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
+                       batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed)
+        summary[which] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
+                          "seconds": res.seconds, "warnings": res.warnings}
+    summary["train_seconds"] = sum(m["time_train"] for m in trainer.history)
+    summary["eval_seconds"] = sum(m["time_eval"] for m in trainer.history)
+    text = json.dumps(summary, indent=2)
+    atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))
+    return summary

@@ -1,0 +1,92 @@
+"""Trainer set-up: device, determinism, per-epoch seeds, data and loader, weight averaging."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+
+import torch
+from torch import nn
+
+from pgdat.config.schema import Config, DataConfig
+from pgdat.errors import PgdatError
+from pgdat.training.distributed import DistInfo
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; a cuda device without CUDA is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise PgdatError(f"train.device '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PgdatError("train.device is cuda but no CUDA GPU is visible; use train.device=cpu")
+    return dev
+
+
+def set_determinism(on: bool) -> None:
+    """Deterministic kernels (and no cuDNN autotuning) when ``on``; cuDNN benchmark mode otherwise."""
+    torch.use_deterministic_algorithms(on, warn_only=False)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
+
+
+def stream_seed(seed: int, epoch: int, rank: int, stream: str) -> int:
+    """A 63-bit seed for one random stream of one epoch on one rank (stable across runs and resumes)."""
+    digest = hashlib.sha256(f"{seed}/{epoch}/{rank}/{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def prepare_data(cfg: DataConfig):
+    """Load the configured dataset with its fixed validation split."""
+    from pgdat.data import load_dataset
+
+    return load_dataset(cfg.name, cfg.root, download=cfg.download, val_size=cfg.val_size, val_seed=cfg.val_seed)
+
+
+class EpochLoader:
+    """Device-resident training batches whose order depends only on (seed, epoch): resumable at epoch boundaries.
+
+    Under DDP every rank draws the same global permutation and takes its own slice of each global batch.
+    """
+
+    def __init__(self, data, cfg: Config, device: torch.device, dist: DistInfo) -> None:
+        from pgdat.data import DeviceLoader
+
+        if cfg.data.batch_size % dist.world:
+            raise PgdatError(f"data.batch_size {cfg.data.batch_size} must be divisible by the {dist.world} processes")
+        augment = data.info.default_augment if cfg.data.augment == "auto" else cfg.data.augment
+        self.seed, self.dist = cfg.train.seed, dist
+        self.loader = DeviceLoader(data.train, cfg.data.batch_size, device=device, shuffle=True,
+                                   drop_last=cfg.data.drop_last, augment=augment, crop_padding=cfg.data.crop_padding,
+                                   seed=cfg.train.seed)
+
+    def epoch(self, e: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        self.loader.reseed(stream_seed(self.seed, e, 0, "data"))
+        r, w = self.dist.rank, self.dist.world
+        return [(x[r::w], y[r::w]) for x, y in self.loader]
+
+
+def make_loader(data, cfg: Config, device: torch.device, dist: DistInfo) -> EpochLoader:
+    return EpochLoader(data, cfg, device, dist)
+
+
+class EMA:
+    """Exponential moving average of the weights (buffers copied), evaluated next to the raw model."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise PgdatError(f"optim.ema must be in (0, 1) (got {decay}); 0 turns it off")
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema_p = list(self.module.parameters())
+        torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1 - self.decay)
+        for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            b_ema.copy_(b)

@@ -1,0 +1,202 @@
+"""The one training loop. Methods are losses; attacks, evaluation, checkpoints and logs are shared machinery.
+
+Every epoch reseeds its random streams from (seed, epoch, rank), so a run resumed from any epoch boundary
+replays exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pgdat.checkpoint import build_model, load_checkpoint, model_config, save_checkpoint
+from pgdat.config import Config, config_to_dict
+from pgdat.errors import PgdatError
+from pgdat.methods import StepContext, build_method
+from pgdat.precision import autocast, resolve_precision
+from pgdat.runinfo import run_info
+from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger
+from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
+from pgdat.training.evaluation import evaluate_splits, final_evaluation
+from pgdat.training.optim import build_optimizer
+from pgdat.training.schedules import lr_at
+from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
+
+
+class Trainer:
+    """Trains ``cfg`` into the run directory ``out`` (``out/last.pt`` is resumed from when ``resume``)."""
+
+    def __init__(self, cfg: Config, out: str | Path, *, resume: bool = False,
+                 callbacks: list[Callback] | None = None) -> None:
+        self.cfg, self.out = cfg, Path(out)
+        self.device = resolve_device(cfg.train.device)
+        self.dist = init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        set_determinism(cfg.train.deterministic)
+        self.precision = resolve_precision(cfg.train.precision, self.device)
+        self.data = prepare_data(cfg.data)
+        info = self.data.info
+        self.model_cfg = model_config(cfg.model.name, info.num_classes, info.shape[0], info.mean, info.std,
+                                      **cfg.model.kwargs)
+        torch.manual_seed(cfg.train.seed)
+        self.model = build_model(self.model_cfg).to(self.device)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.method = build_method(cfg.method.name, cfg.method.params)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.ema = EMA(self.model, cfg.optim.ema) if cfg.optim.ema > 0 else None
+        self.loader = make_loader(self.data, cfg, self.device, self.dist)
+        self.train_model, self.attack_model = self._wrap(self.model)
+        self.epoch, self.history = 0, []
+        self.best: dict[str, Any] = {"epoch": 0, "val_robust_acc": -1.0, "selected_by": "val_robust_acc"}
+        self.method_state: dict[str, Any] = {}
+        self.header = {"type": "header", **run_info(self.device), "seed": cfg.train.seed, "name": cfg.name,
+                       "world_size": self.dist.world, "precision": self.precision,
+                       "attack_bn_mode": cfg.attack.bn_mode}
+        self.callbacks = callbacks if callbacks is not None else [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
+        if resume:
+            self._load(self.out / "last.pt")
+        elif self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_checkpoint({"model": self.model.state_dict(), "model_config": self.model_cfg,
+                             "config": config_to_dict(cfg)}, self.out / "init.pt")
+
+    def _wrap(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
+        """(model used for the training loss, model used to craft attacks): compiled and/or DDP-wrapped."""
+        attack_model = torch.compile(model) if self.cfg.train.compile else model
+        train_model = attack_model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            train_model = DDP(attack_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return train_model, attack_model
+
+    # ----------------------------------------------------------------------------------------------- the loop
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, then evaluate best.pt and last.pt on the test set; returns the summary."""
+        if self.dist.is_main:
+            for cb in self.callbacks:
+                cb.on_fit_start(self)
+        while self.epoch < self.cfg.train.epochs:
+            t0 = time.perf_counter()
+            metrics = self.train_epoch()
+            t1 = time.perf_counter()
+            self.model.eval()
+            metrics |= evaluate_splits(self, self.attack_model, prefix="")
+            if self.ema is not None:
+                metrics |= evaluate_splits(self, self.ema.module, prefix="ema_")
+            self.epoch += 1
+            metrics |= {"epoch": self.epoch, "time_train": t1 - t0, "time_eval": time.perf_counter() - t1}
+            self.history.append(metrics)
+            self._end_epoch(metrics)
+        summary = final_evaluation(self) if self.dist.is_main else {}
+        if self.dist.is_main:
+            for cb in self.callbacks:
+                cb.on_fit_end(self, summary)
+        barrier(self.dist)
+        return summary
+
+    def train_epoch(self) -> dict[str, Any]:
+        """One pass over the training split; metrics are accumulated as tensors and synced once at the end."""
+        cfg, dev, e = self.cfg, self.device, self.epoch
+        self.model.train()
+        gen = torch.Generator(device=dev).manual_seed(stream_seed(cfg.train.seed, e, self.dist.rank, "attack"))
+        torch.manual_seed(stream_seed(cfg.train.seed, e, self.dist.rank, "global"))
+        ctx = StepContext(attack=cfg.attack, attack_model=self.attack_model, generator=gen,
+                          precision=self.precision, epoch=e, state=self.method_state)
+        stats = torch.zeros(6, device=dev)  # loss sum, n, clean correct, clean n, adv correct, adv n
+        first_bad = torch.full((), -1, device=dev, dtype=torch.long)
+        batches = self.loader.epoch(e)
+        n_batches = len(batches)
+        for i, (x, y) in enumerate(batches):
+            if cfg.train.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            lr = lr_at(cfg.optim, e + (i + 1) / n_batches, cfg.train.epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            ctx.progress, ctx.after_step = e + (i + 1) / n_batches, []
+            with autocast(self.precision, dev):
+                out = self.method(self.train_model, x, y, ctx)
+            loss = out["loss"]
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.optim.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            for fn in ctx.after_step:
+                fn()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            with torch.no_grad():
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), i, first_bad)
+                stats[0] += loss.detach().float() * y.numel()
+                stats[1] += y.numel()
+                for k, key in ((2, "logits_clean"), (4, "logits_adv")):
+                    if key in out:
+                        stats[k] += out[key].argmax(1).eq(y).sum()
+                        stats[k + 1] += y.numel()
+        stats = all_reduce_sum(stats, self.dist).tolist()  # the epoch's one host sync
+        if int(first_bad) >= 0:
+            raise PgdatError(f"non-finite training loss at epoch {e + 1}, step {int(first_bad) + 1}: lower the "
+                             f"learning rate or use precision=fp32; the last good checkpoint is {self.out / 'last.pt'}")
+        acc = lambda c, n: c / n if n else None  # noqa: E731
+        return {"lr": lr, "train_loss": stats[0] / max(stats[1], 1), "train_clean_acc": acc(stats[2], stats[3]),
+                "train_robust_acc": acc(stats[4], stats[5])}
+
+    # -------------------------------------------------------------------------------------- state and files
+    def _end_epoch(self, metrics: dict[str, Any]) -> None:
+        """Update the best epoch (by validation robust accuracy), write best.pt / last.pt, run callbacks."""
+        key = self.best["selected_by"]
+        score = metrics.get(key)
+        if score is None:  # no validation split: fall back to training robust accuracy, never the test set
+            self.best["selected_by"] = key = "train_robust_acc" if metrics.get("train_robust_acc") is not None \
+                else "train_clean_acc"
+            score = metrics.get(key)
+        improved = score is not None and score > self.best.get(key, -1.0)
+        if improved:
+            self.best = {"epoch": self.epoch, key: score, "selected_by": key}
+        metrics["best_epoch"] = self.best["epoch"]
+        if self.dist.is_main:
+            state = self.state_dict()
+            if improved:
+                save_checkpoint(state, self.out / "best.pt")
+            save_checkpoint(state, self.out / "last.pt")
+            every = self.cfg.train.checkpoint_every
+            if every and self.epoch % every == 0:
+                save_checkpoint(state, self.out / f"epoch_{self.epoch}.pt")
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, metrics)
+        barrier(self.dist)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: a plain dict loadable with ``weights_only=True``."""
+        state = {"model": self.model.state_dict(), "model_config": self.model_cfg, "config": config_to_dict(self.cfg),
+                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "epoch": self.epoch,
+                 "history": self.history, "best": self.best, "header": self.header,
+                 "method_state": {k: v for k, v in self.method_state.items() if isinstance(v, torch.Tensor | dict)}}
+        if self.ema is not None:
+            state["ema"] = self.ema.module.state_dict()
+        return state
+
+    def _load(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and "ema" in ckpt:
+            self.ema.module.load_state_dict(ckpt["ema"])
+        self.epoch, self.history, self.best = ckpt["epoch"], ckpt["history"], ckpt["best"]
+        self.method_state.update(ckpt.get("method_state", {}))
+        self.header = ckpt.get("header", self.header) | {"resumed_at_epoch": self.epoch}
+        if not all(math.isfinite(p.float().sum()) for p in self.model.parameters()):
+            raise PgdatError(f"{path} holds non-finite weights; resume from an earlier checkpoint")
