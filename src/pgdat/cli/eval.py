@@ -58,7 +58,7 @@ def _model_and_data(args: argparse.Namespace):
         raise PgdatError(f"--n must be >= 0 (got {args.n})")
     if args.n:
         x, y = x[:args.n], y[:args.n]
-    return model, x.to(args.device), y.to(args.device), cfg
+    return model, x.to(args.device).float().div_(255), y.to(args.device), cfg
 
 
 def run(args: argparse.Namespace) -> int:

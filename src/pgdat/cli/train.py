@@ -17,7 +17,7 @@ RESUMABLE_CHANGES = {"train.epochs", "train.progress", "train.checkpoint_every",
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="default", help="YAML recipe file or packaged recipe name "
+    p.add_argument("--config", default=None, help="YAML recipe file or packaged recipe name "
                                                   "(e.g. cifar10/pgd_at_preact18); default: the embedded default")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=5 --set attack.eps=8/255 (repeatable)")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.resume)
         cfg = _resume_config(out, args)
     else:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config or "default", args.overrides)
         out = Path(args.out) if args.out else Path("runs") / re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.name)
         if (out / "last.pt").exists():
             raise PgdatError(f"{out} already holds a run: resume it with --resume {out}, or pick another --out")

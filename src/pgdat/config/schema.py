@@ -14,6 +14,7 @@ class DataConfig:
     download: bool = True              # fetch missing files from the official source (checksummed)
     val_size: int = 500                # held-out training images for model selection (Rice et al.: 1000)
     val_seed: int = 0                  # seed of the fixed validation split
+    n_train: int = 0                   # use only the first N training images after the split (0 = all); quick runs
     batch_size: int = 128              # training batch size (global; split across DDP ranks)
     augment: str = "auto"              # auto (dataset default) | none | crop | flip | crop_flip
     crop_padding: int = 4              # zero padding of the random crop, pixels

@@ -40,10 +40,17 @@ def stream_seed(seed: int, epoch: int, rank: int, stream: str) -> int:
 
 
 def prepare_data(cfg: DataConfig):
-    """Load the configured dataset with its fixed validation split."""
+    """Load the configured dataset with its fixed validation split (and the ``n_train`` prefix of the rest)."""
+    import dataclasses
+
     from pgdat.data import load_dataset
 
-    return load_dataset(cfg.name, cfg.root, download=cfg.download, val_size=cfg.val_size, val_seed=cfg.val_seed)
+    bundle = load_dataset(cfg.name, cfg.root, download=cfg.download, val_size=cfg.val_size, val_seed=cfg.val_seed)
+    if cfg.n_train < 0 or cfg.n_train > len(bundle.train):
+        raise PgdatError(f"data.n_train must be in [0, {len(bundle.train)}] (got {cfg.n_train}); 0 uses all")
+    if cfg.n_train:
+        bundle = dataclasses.replace(bundle, train=bundle.train.subset(torch.arange(cfg.n_train)))
+    return bundle
 
 
 class EpochLoader:
