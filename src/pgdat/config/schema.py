@@ -84,7 +84,8 @@ class EvalConfig:
     step_size: float | None = None     # default 2.5 * eps / steps
     n_test: int = 1000                 # test images evaluated each epoch (0 = all)
     batch_size: int = 500
-    final_attacks: str = "clean,pgd-20"  # final evaluation of best.pt on the test set
+    select_by: str = "val_robust_acc"  # best.pt criterion: val_robust_acc | val_clean_acc (never a test metric)
+    final_attacks: str = "clean,pgd-20"  # final evaluation of best.pt and last.pt on the test set
     n_final: int = 1000
 
 

@@ -124,7 +124,7 @@ def evaluate(
                         seed=seed + k, precision=precision)
             flags[attack.spec], seconds[attack.spec] = robust.clone(), time.perf_counter() - t0
     n = int(y.numel())
-    accuracy = {k: float(v.float().mean()) if n else float("nan") for k, v in flags.items()}
+    accuracy = {k: float(v.double().mean()) if n else float("nan") for k, v in flags.items()}
     for w in notes:
         warnings.warn(w, stacklevel=2)
     return EvalResult(accuracy=accuracy, flags=flags, n=n, eps=eps, norm=norm, seed=seed, seconds=seconds,

@@ -1,5 +1,5 @@
 """Callbacks observe a run: metrics log, plots, console lines. The trainer calls ``on_fit_start``,
-``on_epoch_end(trainer, metrics)`` and ``on_fit_end(trainer, summary)`` on the main rank only."""
+``on_epoch_metrics`` (every rank), ``on_epoch_end(trainer, metrics)`` and ``on_fit_end(trainer, summary)``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Callback:
+    """Hooks, in call order per epoch: ``on_epoch_metrics`` (every rank, before best/checkpoint: may add metric keys
+    or set ``trainer.stop_reason``), then ``on_epoch_end`` (main rank, after the checkpoint is written)."""
+
     def on_fit_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         pass
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:

@@ -28,6 +28,9 @@ from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
 
 
+SELECT_BY = ("val_robust_acc", "val_clean_acc")
+
+
 class Trainer:
     """Trains ``cfg`` into the run directory ``out`` (``out/last.pt`` is resumed from when ``resume``)."""
 
@@ -56,8 +59,11 @@ class Trainer:
         self.loader = make_loader(self.data, cfg, self.device, self.dist)
         self.train_model, self.attack_model = self._wrap(self.model)
         self.epoch, self.history = 0, []
-        self.best: dict[str, Any] = {"epoch": 0, "val_robust_acc": -1.0, "selected_by": "val_robust_acc"}
+        if cfg.eval.select_by not in SELECT_BY:
+            raise PgdatError(f"eval.select_by must be one of {', '.join(SELECT_BY)} (got '{cfg.eval.select_by}')")
+        self.best: dict[str, Any] = {"epoch": 0, "selected_by": cfg.eval.select_by}
         self.method_state: dict[str, Any] = {}
+        self.stop_reason: str | None = None  # set by a callback to end training after the current epoch
         self.header = {"type": "header", **run_info(self.device), "seed": cfg.train.seed, "name": cfg.name,
                        "world_size": self.dist.world, "precision": self.precision,
                        "attack_bn_mode": cfg.attack.bn_mode}
@@ -85,7 +91,7 @@ class Trainer:
         if self.dist.is_main:
             for cb in self.callbacks:
                 cb.on_fit_start(self)
-        while self.epoch < self.cfg.train.epochs:
+        while self.epoch < self.cfg.train.epochs and self.stop_reason is None:
             t0 = time.perf_counter()
             metrics = self.train_epoch()
             t1 = time.perf_counter()
@@ -95,6 +101,10 @@ class Trainer:
                 metrics |= evaluate_splits(self, self.ema.module, prefix="ema_")
             self.epoch += 1
             metrics |= {"epoch": self.epoch, "time_train": t1 - t0, "time_eval": time.perf_counter() - t1}
+            for cb in self.callbacks:
+                cb.on_epoch_metrics(self, metrics)
+            if self.stop_reason is not None:
+                metrics["stop_reason"] = self.stop_reason
             self.history.append(metrics)
             self._end_epoch(metrics)
         summary = final_evaluation(self) if self.dist.is_main else {}
@@ -116,6 +126,10 @@ class Trainer:
         first_bad = torch.full((), -1, device=dev, dtype=torch.long)
         batches = self.loader.epoch(e)
         n_batches = len(batches)
+        if cfg.train.progress and self.dist.is_main:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc=f"epoch {e + 1}/{cfg.train.epochs}", leave=False, unit="batch")
         for i, (x, y) in enumerate(batches):
             if cfg.train.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -198,5 +212,6 @@ class Trainer:
         self.epoch, self.history, self.best = ckpt["epoch"], ckpt["history"], ckpt["best"]
         self.method_state.update(ckpt.get("method_state", {}))
         self.header = ckpt.get("header", self.header) | {"resumed_at_epoch": self.epoch}
+        self.stop_reason = self.history[-1].get("stop_reason") if self.history else None
         if not all(math.isfinite(p.float().sum()) for p in self.model.parameters()):
             raise PgdatError(f"{path} holds non-finite weights; resume from an earlier checkpoint")
