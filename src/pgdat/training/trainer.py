@@ -27,7 +27,6 @@ from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
 
-
 SELECT_BY = ("val_robust_acc", "val_clean_acc")
 
 
