@@ -21,8 +21,8 @@ def register_command(name: str, help_text: str, add_arguments: Callable[[argpars
 
 
 def _load_commands() -> None:
-    from pgdat.cli import eval as _eval  # noqa: F401  (each module registers itself)
-    from pgdat.cli import train as _train  # noqa: F401
+    from pgdat.cli import analyze, repro, train  # noqa: F401  (each module registers itself)
+    from pgdat.cli import eval as _eval  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,8 @@ class StepContext:
 
     attack: the configured training attack. attack_model: the model to craft examples on (the unwrapped module
     under DDP). generator: seeds random starts. precision: autocast for attack passes. epoch: 0-based epoch;
-    progress: fractional epochs done. state: per-method persistent state (kept across steps).
+    progress: fractional epochs done. index: the batch's source indices. state: per-method persistent state, kept
+    across steps; its tensor and dict entries are saved in checkpoints and restored on resume.
     """
 
     attack: AttackConfig
@@ -43,6 +44,7 @@ class StepContext:
     precision: str = "fp32"
     epoch: int = 0
     progress: float = 0.0
+    index: torch.Tensor | None = None  # (B,) source indices of the batch's examples (per-example state)
     state: dict[str, Any] = field(default_factory=dict)
     after_step: list[Callable[[], None]] = field(default_factory=list)
 

@@ -68,12 +68,13 @@ class EpochLoader:
         self.seed, self.dist = cfg.train.seed, dist
         self.loader = DeviceLoader(data.train, cfg.data.batch_size, device=device, shuffle=True,
                                    drop_last=cfg.data.drop_last, augment=augment, crop_padding=cfg.data.crop_padding,
-                                   seed=cfg.train.seed)
+                                   seed=cfg.train.seed, return_index=True)
 
-    def epoch(self, e: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, e: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """This epoch's (x, y, source index) batches for this rank."""
         self.loader.reseed(stream_seed(self.seed, e, 0, "data"))
         r, w = self.dist.rank, self.dist.world
-        return [(x[r::w], y[r::w]) for x, y in self.loader]
+        return [(x[r::w], y[r::w], i[r::w]) for x, y, i in self.loader]
 
 
 def make_loader(data, cfg: Config, device: torch.device, dist: DistInfo) -> EpochLoader:

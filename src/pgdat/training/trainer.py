@@ -129,13 +129,13 @@ class Trainer:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"epoch {e + 1}/{cfg.train.epochs}", leave=False, unit="batch")
-        for i, (x, y) in enumerate(batches):
+        for i, (x, y, idx) in enumerate(batches):
             if cfg.train.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = lr_at(cfg.optim, e + (i + 1) / n_batches, cfg.train.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            ctx.progress, ctx.after_step = e + (i + 1) / n_batches, []
+            ctx.progress, ctx.index, ctx.after_step = e + (i + 1) / n_batches, idx, []
             with autocast(self.precision, dev):
                 out = self.method(self.train_model, x, y, ctx)
             loss = out["loss"]
