@@ -59,3 +59,16 @@ def tiny_model(_trained_tiny: nn.Module) -> nn.Module:
 def tiny_batch() -> tuple[torch.Tensor, torch.Tensor]:
     """A held-out batch (64, 1, 8, 8) in [0,1] with labels (64,)."""
     return make_tiny_data(64, seed=1)
+
+
+TINY = [
+    "data.n_train=384", "data.val_size=100", "data.batch_size=64",
+    "attack.steps=2", "attack.step_size=0.15", "attack.eps_warmup_epochs=0",
+    "eval.attack=pgd-3", "eval.n_test=100", "eval.final_attacks=clean,pgd-5", "eval.n_final=100",
+    "train.epochs=3", "train.progress=false", "train.deterministic=true",
+]
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    return list(TINY)

@@ -42,3 +42,30 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, *, best_epoc
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def plot_series(history: list[dict[str, Any]], keys: list[str], path: Path, *, ylabel: str, band: str | None = None,
+                title: str = "", logy: bool = True) -> Path:
+    """Per-epoch metric(s) ``keys`` from a run's history; ``band``: a variance key drawn as ±1 std around keys[0]."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [m["epoch"] for m in history]
+    for key in keys:
+        ax.plot(epochs, [m.get(key, float("nan")) for m in history], marker="o", ms=3, label=key)
+    if band is not None and keys:
+        mean = [m.get(keys[0], float("nan")) for m in history]
+        std = [max(m.get(band, 0.0), 0.0) ** 0.5 for m in history]
+        ax.fill_between(epochs, [max(a - b, 1e-12) for a, b in zip(mean, std, strict=True)],
+                        [a + b for a, b in zip(mean, std, strict=True)], alpha=0.2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

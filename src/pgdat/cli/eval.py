@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _model_and_data(args: argparse.Namespace):
     from pgdat.checkpoint import build_model, model_config
     from pgdat.data import load_dataset
+    from pgdat.data.bundle import as_unit_float
 
     bundle = load_dataset(args.data, root=args.data_root, download=not args.no_download)
     info = bundle.info
@@ -58,7 +59,7 @@ def _model_and_data(args: argparse.Namespace):
         raise PgdatError(f"--n must be >= 0 (got {args.n})")
     if args.n:
         x, y = x[:args.n], y[:args.n]
-    return model, x.to(args.device).float().div_(255), y.to(args.device), cfg
+    return model, as_unit_float(x.to(args.device)), y.to(args.device), cfg
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ class DataConfig:
     augment: str = "auto"              # auto (dataset default) | none | crop | flip | crop_flip
     crop_padding: int = 4              # zero padding of the random crop, pixels
     drop_last: bool = True             # drop the last short training batch
+    transforms: tuple[dict[str, Any], ...] = ()  # dataset transforms in order, e.g. [{name: label_noise, rate: 1.0}]
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class TrainConfig:
     deterministic: bool = False        # deterministic kernels (bit-exact resume on CPU)
     checkpoint_every: int = 0          # also keep epoch_N.pt every N epochs; 0 = off
     progress: bool = True              # progress bar
+    callbacks: tuple[dict[str, Any], ...] = ()  # extra callbacks, e.g. [{name: grad_norm}]; see pgdat.training.CALLBACKS
 
 
 @dataclass(frozen=True)

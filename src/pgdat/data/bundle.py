@@ -30,22 +30,33 @@ class DatasetInfo:
     default_augment: Augment = "none"
 
 
+def as_unit_float(x: torch.Tensor) -> torch.Tensor:
+    """Images as float32: uint8 (0..255) are divided by 255; float images (already pixel units) are kept."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
 @dataclass(frozen=True)
 class Split:
-    """One split held as tensors: images ``x`` uint8 (N, C, H, W), labels ``y`` int64 (N,), and ``index`` int64 (N,),
-    the position of each example in the source file's train or test set (``arange(N)`` when not given)."""
+    """One split held as tensors: images ``x`` (N, C, H, W), uint8 (0..255) or, after a transform such as feature
+    injection, float32 in pixel units; labels ``y`` int64 (N,); ``index`` int64 (N,), the position of each example in
+    the source file's train or test set (``arange(N)`` when not given); ``y_true`` int64 (N,), the original labels
+    when a transform changed ``y`` (label noise), else None."""
 
     x: torch.Tensor
     y: torch.Tensor
     index: torch.Tensor = field(default=None)  # type: ignore[assignment]
+    y_true: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.index is None:
             object.__setattr__(self, "index", torch.arange(len(self.y), dtype=torch.int64, device=self.y.device))
-        if self.x.dtype != torch.uint8 or self.x.dim() != 4:
-            raise PgdatError(f"Split.x must be a uint8 tensor (N, C, H, W); got {self.x.dtype} {tuple(self.x.shape)}")
-        for name in ("y", "index"):
+        if self.x.dtype not in (torch.uint8, torch.float32) or self.x.dim() != 4:
+            raise PgdatError(f"Split.x must be a uint8 or float32 tensor (N, C, H, W); got {self.x.dtype} "
+                             f"{tuple(self.x.shape)}")
+        for name in ("y", "index", "y_true"):
             t = getattr(self, name)
+            if t is None:
+                continue
             if t.dtype != torch.int64 or t.dim() != 1 or len(t) != len(self.x):
                 raise PgdatError(f"Split.{name} must be an int64 tensor ({len(self.x)},); "
                                  f"got {t.dtype} {tuple(t.shape)}")
@@ -55,7 +66,8 @@ class Split:
 
     def subset(self, positions: torch.Tensor) -> Split:
         """The examples at ``positions`` (int64, positions in this split), keeping their source indices."""
-        return Split(self.x[positions], self.y[positions], self.index[positions])
+        y_true = self.y_true[positions] if self.y_true is not None else None
+        return Split(self.x[positions], self.y[positions], self.index[positions], y_true)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from pgdat.data.augment import check_augment, crop_flip, draw_augment
-from pgdat.data.bundle import Split
+from pgdat.data.bundle import Split, as_unit_float
 from pgdat.errors import PgdatError
 
 
@@ -91,7 +91,7 @@ class DeviceLoader:
             x, y = self.x[take], self.y[take]
             if augmenting:
                 x = crop_flip(x, _part(dy, sl), _part(dx, sl), _part(flip, sl), self.crop_padding)
-            x = x.float().div_(255)
+            x = as_unit_float(x)
             yield (x, y, self.index[take]) if self.return_index else (x, y)
 
     def state_dict(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from torch import nn
 
 from pgdat.attacks.core import attack_mode, check_inputs
 from pgdat.attacks.specs import EvalAttack, parse_attacks
+from pgdat.data.bundle import as_unit_float
 from pgdat.errors import PgdatError
 from pgdat.eval.checks import output_warnings
 from pgdat.precision import autocast, resolve_precision
@@ -48,11 +49,6 @@ class EvalResult:
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "n": self.n, "eps": self.eps, "norm": self.norm, "seed": self.seed,
                 "seconds": self.seconds, "warnings": self.warnings}
-
-
-def _as_images(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images become float in [0,1]; float images are checked to lie in [0,1]."""
-    return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, precision: str) -> torch.Tensor:
@@ -104,7 +100,7 @@ def evaluate(
         raise PgdatError(f"batch_size must be >= 1 (got {batch_size})")
     threat = ThreatModel(norm, eps)
     parsed = parse_attacks(attacks)
-    x = _as_images(x)
+    x = as_unit_float(x) if x.dtype == torch.uint8 else x
     check_inputs(x, y)
     precision = resolve_precision(precision, x.device)
     if model.training:

@@ -45,6 +45,8 @@ class StepContext:
     epoch: int = 0
     progress: float = 0.0
     index: torch.Tensor | None = None  # (B,) source indices of the batch's examples (per-example state)
+    n_index: int = 0  # 1 + the largest source index of the training split (size of per-example state tables)
+    num_classes: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     after_step: list[Callable[[], None]] = field(default_factory=list)
 

@@ -8,16 +8,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgdat.checkpoint import atomic_write_bytes
+from pgdat.errors import PgdatError
+from pgdat.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from pgdat.training.trainer import Trainer
 
 
 class Callback:
-    """Hooks, in call order per epoch: ``on_epoch_metrics`` (every rank, before best/checkpoint: may add metric keys
-    or set ``trainer.stop_reason``), then ``on_epoch_end`` (main rank, after the checkpoint is written)."""
+    """Hooks, in call order per epoch: ``on_epoch_start`` and ``on_step_end`` (every rank; the latter after the
+    optimizer step, while parameter ``.grad`` still holds the step's unscaled gradient), ``on_epoch_metrics`` (every
+    rank, before best/checkpoint: may add metric keys or set ``trainer.stop_reason``), then ``on_epoch_end`` (main
+    rank, after the checkpoint is written). Keep per-step work on the device: no ``.item()`` in ``on_step_end``."""
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_step_end(self, trainer: Trainer, out: dict[str, Any]) -> None:
         pass
 
     def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
@@ -28,6 +38,26 @@ class Callback:
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         pass
+
+
+CALLBACKS: Registry[type[Callback]] = Registry("callback")
+CALLBACK_MODULES = ("pgdat.training.monitors",)  # modules whose import registers callbacks
+
+
+def build_callbacks(specs: list[dict[str, Any]]) -> list[Callback]:
+    """Instantiate ``[{name: grad_norm, ...params}]`` entries (from ``train.callbacks`` or a method's defaults)."""
+    import importlib
+
+    for mod in CALLBACK_MODULES:
+        importlib.import_module(mod)
+    out = []
+    for spec in specs:
+        params = {k: v for k, v in spec.items() if k != "name"}
+        try:
+            out.append(CALLBACKS.get(spec.get("name", "?"))(**params))
+        except TypeError as e:
+            raise PgdatError(f"callback '{spec.get('name')}': {e}") from None
+    return out
 
 
 def write_text(path: Path, text: str) -> None:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pgdat.checkpoint import atomic_write_bytes, build_model, load_checkpoint
+from pgdat.data.bundle import as_unit_float
 from pgdat.eval import evaluate
 from pgdat.training.distributed import all_reduce_sum
 
@@ -36,7 +37,7 @@ def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dic
         if split is None or len(split.y) == 0:
             continue
         n = cfg.eval.n_test if name == "test" and cfg.eval.n_test else len(split.y)
-        x = split.x[:n].to(trainer.device).float().div_(255)
+        x = as_unit_float(split.x[:n].to(trainer.device))
         clean, robust = _split_accuracy(trainer, model, x, split.y[:n].to(trainer.device))
         out[f"{prefix}{name}_clean_acc"], out[f"{prefix}{name}_robust_acc"] = clean, robust
     return out
@@ -47,7 +48,7 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
     write ``final.json`` and return it."""
     cfg, test = trainer.cfg, trainer.data.test
     n = cfg.eval.n_final or len(test.y)
-    x, y = test.x[:n].to(trainer.device).float().div_(255), test.y[:n].to(trainer.device)
+    x, y = as_unit_float(test.x[:n].to(trainer.device)), test.y[:n].to(trainer.device)
     summary: dict[str, Any] = {"n": int(y.numel()), "eps": cfg.attack.eps, "norm": cfg.attack.norm,
                                "attacks": cfg.eval.final_attacks, "best_epoch": trainer.best["epoch"],
                                "selected_by": trainer.best["selected_by"], "epochs": trainer.epoch}

@@ -39,18 +39,20 @@ def stream_seed(seed: int, epoch: int, rank: int, stream: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def prepare_data(cfg: DataConfig):
-    """Load the configured dataset with its fixed validation split (and the ``n_train`` prefix of the rest)."""
+def prepare_data(cfg: DataConfig, seed: int = 0):
+    """Load the configured dataset with its fixed validation split (and the ``n_train`` prefix of the rest), then
+    apply ``cfg.transforms`` (seeded with the run's ``seed``)."""
     import dataclasses
 
     from pgdat.data import load_dataset
+    from pgdat.data.transforms import apply_transforms
 
     bundle = load_dataset(cfg.name, cfg.root, download=cfg.download, val_size=cfg.val_size, val_seed=cfg.val_seed)
     if cfg.n_train < 0 or cfg.n_train > len(bundle.train):
         raise PgdatError(f"data.n_train must be in [0, {len(bundle.train)}] (got {cfg.n_train}); 0 uses all")
     if cfg.n_train:
         bundle = dataclasses.replace(bundle, train=bundle.train.subset(torch.arange(cfg.n_train)))
-    return bundle
+    return apply_transforms(bundle, cfg.transforms, seed)
 
 
 class EpochLoader:

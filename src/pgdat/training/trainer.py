@@ -17,10 +17,10 @@ from torch import nn
 from pgdat.checkpoint import build_model, load_checkpoint, model_config, save_checkpoint
 from pgdat.config import Config, config_to_dict
 from pgdat.errors import PgdatError
-from pgdat.methods import StepContext, build_method
+from pgdat.methods import METHODS, StepContext, build_method
 from pgdat.precision import autocast, resolve_precision
 from pgdat.runinfo import run_info
-from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger
+from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
 from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation
 from pgdat.training.optim import build_optimizer
@@ -43,7 +43,8 @@ class Trainer:
             torch.cuda.set_device(self.device)
         set_determinism(cfg.train.deterministic)
         self.precision = resolve_precision(cfg.train.precision, self.device)
-        self.data = prepare_data(cfg.data)
+        self.data = prepare_data(cfg.data, cfg.train.seed)
+        self.n_index = int(self.data.train.index.max()) + 1
         info = self.data.info
         self.model_cfg = model_config(cfg.model.name, info.num_classes, info.shape[0], info.mean, info.std,
                                       **cfg.model.kwargs)
@@ -67,12 +68,20 @@ class Trainer:
                        "world_size": self.dist.world, "precision": self.precision,
                        "attack_bn_mode": cfg.attack.bn_mode}
         self.callbacks = callbacks if callbacks is not None else [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
+        self.callbacks += build_callbacks(self._callback_specs())
         if resume:
             self._load(self.out / "last.pt")
         elif self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_checkpoint({"model": self.model.state_dict(), "model_config": self.model_cfg,
                              "config": config_to_dict(cfg)}, self.out / "init.pt")
+
+    def _callback_specs(self) -> list[dict[str, Any]]:
+        """``train.callbacks`` plus the method's default callbacks (e.g. the CO monitor) not configured already."""
+        specs = [dict(s) for s in self.cfg.train.callbacks]
+        names = {s.get("name") for s in specs}
+        defaults = getattr(METHODS.get(self.cfg.method.name), "default_callbacks", ())
+        return specs + [dict(s) for s in defaults if s["name"] not in names]
 
     def _wrap(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
         """(model used for the training loss, model used to craft attacks): compiled and/or DDP-wrapped."""
@@ -120,9 +129,12 @@ class Trainer:
         gen = torch.Generator(device=dev).manual_seed(stream_seed(cfg.train.seed, e, self.dist.rank, "attack"))
         torch.manual_seed(stream_seed(cfg.train.seed, e, self.dist.rank, "global"))
         ctx = StepContext(attack=cfg.attack, attack_model=self.attack_model, generator=gen,
-                          precision=self.precision, epoch=e, state=self.method_state)
+                          precision=self.precision, epoch=e, state=self.method_state, n_index=self.n_index,
+                          num_classes=self.data.info.num_classes)
         stats = torch.zeros(6, device=dev)  # loss sum, n, clean correct, clean n, adv correct, adv n
         first_bad = torch.full((), -1, device=dev, dtype=torch.long)
+        for cb in self.callbacks:
+            cb.on_epoch_start(self)
         batches = self.loader.epoch(e)
         n_batches = len(batches)
         if cfg.train.progress and self.dist.is_main:
@@ -141,13 +153,16 @@ class Trainer:
             loss = out["loss"]
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            if self.scaler.is_enabled():
+                self.scaler.unscale_(self.optimizer)  # callbacks and clipping see the true gradient
             if cfg.optim.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             for fn in ctx.after_step:
                 fn()
+            for cb in self.callbacks:
+                cb.on_step_end(self, out)
             if self.ema is not None:
                 self.ema.update(self.model)
             with torch.no_grad():

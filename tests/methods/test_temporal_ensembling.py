@@ -1,0 +1,61 @@
+"""Temporal ensembling: ramp, targets, penalty inside the attack, state in checkpoints across resume."""
+
+import math
+
+import pytest
+import torch
+
+from pgdat.config import AttackConfig, load_config
+from pgdat.methods import StepContext, build_method
+from pgdat.methods.temporal_ensembling import te_penalty, te_ramp
+from pgdat.training import Trainer
+
+
+def test_ramp_shape():
+    assert te_ramp(89, 90, 150) == 0.0
+    assert te_ramp(90, 90, 150) == pytest.approx(math.exp(-5))
+    assert te_ramp(120, 90, 150) == pytest.approx(math.exp(-5 * 0.25))
+    assert te_ramp(150, 90, 150) == 1.0 and te_ramp(200, 90, 150) == 1.0
+
+
+def test_penalty_is_zero_at_the_targets():
+    logits = torch.randn(5, 4)
+    assert torch.allclose(te_penalty(logits, torch.softmax(logits, 1)), torch.zeros(5), atol=1e-7)
+    assert (te_penalty(logits, torch.full((5, 4), 0.25)) >= 0).all()
+
+
+@pytest.mark.parametrize("name", ["pgd_at_te", "trades_te"])
+def test_active_te_updates_targets_and_penalises(tiny_model, tiny_batch, name):
+    x, y = tiny_batch
+    ctx = StepContext(attack=AttackConfig(eps=0.1, step_size=0.025, steps=3), attack_model=tiny_model,
+                      generator=torch.Generator().manual_seed(0), epoch=0, index=torch.arange(64) * 2,
+                      n_index=200, num_classes=4)
+    fn = build_method(name, {"start_epoch": 1, "end_epoch": 3, "w_max": 10.0})
+    out = fn(tiny_model, x, y, ctx)
+    s = ctx.state["te_targets"]
+    assert s.shape == (200, 4)
+    assert (s[::2][:64].sum(1) > 0).all() and (s[1::2] == 0).all()  # only the batch's rows were updated
+    assert torch.isfinite(out["loss"]) and out["te_penalty"] > 0
+    out["loss"].backward()
+    assert all(p.grad is not None for p in tiny_model.parameters())
+
+
+def test_te_state_survives_resume(tmp_path, tiny_overrides):
+    """Epoch 1 + resume for epoch 2 == 2 epochs straight (constant lr, so the first epoch does not depend on the
+    total), with the ensemble targets restored from the checkpoint."""
+    sets = tiny_overrides + ["method.name=pgd_at_te", "method.params={start_epoch: 1, end_epoch: 3, w_max: 30}", "optim.schedule=constant",
+                             "train.epochs=2"]
+    full = Trainer(load_config("default", sets), tmp_path / "full", callbacks=[])
+    full.fit()
+    first = Trainer(load_config("default", sets[:-1] + ["train.epochs=1"]), tmp_path / "cut", callbacks=[])
+    first.fit()
+    saved = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["method_state"]["te_targets"]
+    assert saved.abs().sum() > 0
+    resumed = Trainer(load_config("default", sets), tmp_path / "cut", resume=True, callbacks=[])
+    assert torch.equal(resumed.method_state["te_targets"], saved)
+    resumed.fit()
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert torch.equal(a["method_state"]["te_targets"], b["method_state"]["te_targets"])
+    strip = lambda h: [{k: v for k, v in r.items() if not k.startswith("time_")} for r in h]  # noqa: E731
+    assert strip(a["history"]) == strip(b["history"])
