@@ -43,7 +43,8 @@ def test_active_te_updates_targets_and_penalises(tiny_model, tiny_batch, name):
 def test_te_state_survives_resume(tmp_path, tiny_overrides):
     """Epoch 1 + resume for epoch 2 == 2 epochs straight (constant lr, so the first epoch does not depend on the
     total), with the ensemble targets restored from the checkpoint."""
-    sets = tiny_overrides + ["method.name=pgd_at_te", "method.params={start_epoch: 1, end_epoch: 3, w_max: 30}", "optim.schedule=constant",
+    sets = tiny_overrides + ["method.name=pgd_at_te", "method.params={start_epoch: 1, end_epoch: 3, w_max: 30}",
+                             "optim.schedule=constant",
                              "train.epochs=2"]
     full = Trainer(load_config("default", sets), tmp_path / "full", callbacks=[])
     full.fit()

@@ -77,7 +77,7 @@ class TrainConfig:
     deterministic: bool = False        # deterministic kernels (bit-exact resume on CPU)
     checkpoint_every: int = 0          # also keep epoch_N.pt every N epochs; 0 = off
     progress: bool = True              # progress bar
-    callbacks: tuple[dict[str, Any], ...] = ()  # extra callbacks, e.g. [{name: grad_norm}]; see pgdat.training.CALLBACKS
+    callbacks: tuple[dict[str, Any], ...] = ()  # extra callbacks, e.g. [{name: grad_norm}] (training.CALLBACKS)
 
 
 @dataclass(frozen=True)
