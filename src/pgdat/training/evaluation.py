@@ -21,7 +21,8 @@ def _split_accuracy(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torc
     """(clean, robust) accuracy of ``model`` on (x, y), sharded over DDP ranks and reduced."""
     cfg, info = trainer.cfg, trainer.dist
     xs, ys = x[info.rank::info.world], y[info.rank::info.world]
-    res = evaluate(model, xs, ys, attacks=["clean", cfg.eval.attack], eps=cfg.attack.eps, norm=cfg.attack.norm,
+    attacks = ["clean"] if cfg.eval.attack == "clean" else ["clean", cfg.eval.attack]
+    res = evaluate(model, xs, ys, attacks=attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                    batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
                    precision=trainer.precision, checks=False)
     counts = torch.tensor([res.flags["clean"].sum().item(), res.robust.sum().item(), ys.numel()], dtype=torch.float64)

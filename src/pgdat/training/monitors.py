@@ -46,3 +46,30 @@ class GradNormMonitor(Callback):
 
         plot_series(trainer.history, ["grad_norm_mean"], trainer.out / "grad_norm.png", ylabel="||grad||^2 (mean)",
                     band="grad_norm_var", title=f"{trainer.cfg.name}: gradient norm")
+
+
+@CALLBACKS.register("train_eval")
+class TrainSetEval(Callback):
+    """Clean and robust accuracy (``eval.attack``) of the first ``n`` training images against their training labels
+    (noisy labels included), in eval mode: ``train_eval_clean_acc``, ``train_eval_robust_acc``; with label noise
+    also the clean accuracy against the true labels, ``train_eval_true_clean_acc``."""
+
+    def __init__(self, n: int = 1000) -> None:
+        self.n = n
+
+    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        from pgdat.data.bundle import as_unit_float
+        from pgdat.eval import evaluate
+
+        cfg, train = trainer.cfg, trainer.data.train
+        n = min(self.n, len(train))
+        x, y = as_unit_float(train.x[:n].to(trainer.device)), train.y[:n].to(trainer.device)
+        res = evaluate(trainer.attack_model, x, y, attacks=["clean", cfg.eval.attack], eps=cfg.attack.eps,
+                       norm=cfg.attack.norm, batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size,
+                       seed=cfg.train.seed, checks=False)
+        metrics["train_eval_clean_acc"] = res.accuracy["clean"]
+        metrics["train_eval_robust_acc"] = res.robust_accuracy
+        if train.y_true is not None:
+            with torch.no_grad():
+                pred = torch.cat([trainer.attack_model(x[i:i + 500]).argmax(1) for i in range(0, n, 500)])
+            metrics["train_eval_true_clean_acc"] = pred.eq(train.y_true[:n].to(pred.device)).double().mean().item()

@@ -16,6 +16,7 @@ from torch import nn
 
 from pgdat.checkpoint import build_model, load_checkpoint, model_config, save_checkpoint
 from pgdat.config import Config, config_to_dict
+from pgdat.data.bundle import DataBundle
 from pgdat.errors import PgdatError
 from pgdat.methods import METHODS, StepContext, build_method
 from pgdat.precision import autocast, resolve_precision
@@ -31,10 +32,14 @@ SELECT_BY = ("val_robust_acc", "val_clean_acc")
 
 
 class Trainer:
-    """Trains ``cfg`` into the run directory ``out`` (``out/last.pt`` is resumed from when ``resume``)."""
+    """Trains ``cfg`` into the run directory ``out`` (``out/last.pt`` is resumed from when ``resume``).
+
+    ``data``: an already built :class:`DataBundle` (e.g. an induced or feature-injected dataset) used instead of
+    loading ``cfg.data``; its ``info`` still sizes the model.
+    """
 
     def __init__(self, cfg: Config, out: str | Path, *, resume: bool = False,
-                 callbacks: list[Callback] | None = None) -> None:
+                 callbacks: list[Callback] | None = None, data: DataBundle | None = None) -> None:
         self.cfg, self.out = cfg, Path(out)
         self.device = resolve_device(cfg.train.device)
         self.dist = init_distributed(self.device.type)
@@ -43,7 +48,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         set_determinism(cfg.train.deterministic)
         self.precision = resolve_precision(cfg.train.precision, self.device)
-        self.data = prepare_data(cfg.data, cfg.train.seed)
+        self.data = data if data is not None else prepare_data(cfg.data, cfg.train.seed)
         self.n_index = int(self.data.train.index.max()) + 1
         info = self.data.info
         self.model_cfg = model_config(cfg.model.name, info.num_classes, info.shape[0], info.mean, info.std,

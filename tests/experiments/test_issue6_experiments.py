@@ -1,0 +1,33 @@
+"""The memorization and robust-overfitting experiments end to end on a tiny preset (seconds)."""
+
+import json
+
+import pytest
+
+from pgdat.experiments import memorization, robust_overfitting
+
+
+@pytest.mark.slow
+def test_memorization_experiment_rows_and_plot(tmp_path, monkeypatch, tiny_overrides):
+    monkeypatch.setitem(memorization.PRESETS, "cpu", ("default", tiny_overrides + ["train.epochs=2"]))
+    rows = memorization.run("cpu", tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["rows"] == json.loads(json.dumps(rows))
+    finals = [r for r in rows if r["epoch"] == "final"]
+    assert [r["method"] for r in finals] == ["pgd_at", "trades"]
+    for r in finals:
+        assert r["grad_norm_mean"] > 0 and 0 <= r["train_robust_acc"] <= r["train_clean_acc"] + 1e-9 <= 1 + 1e-9
+    assert (tmp_path / "memorization.png").is_file() and "| method |" in (tmp_path / "summary.md").read_text()
+    cfg = (tmp_path / "pgd_at" / "config.yaml").read_text()
+    assert "label_noise" in cfg
+
+
+@pytest.mark.slow
+def test_robust_overfitting_experiment(tmp_path, monkeypatch, tiny_overrides):
+    monkeypatch.setitem(robust_overfitting.PRESETS, "cpu",
+                        ("default", tiny_overrides + ["train.epochs=3"], {"start_epoch": 2, "end_epoch": 3}))
+    rows = robust_overfitting.run("cpu", tmp_path)
+    assert [r["method"] for r in rows] == ["pgd_at", "pgd_at_te"]
+    for r in rows:
+        assert r["best_robust_test"] >= r["last_robust_test"] and 1 <= r["best_epoch"] <= 3
+    assert (tmp_path / "robust_overfitting.png").is_file()
