@@ -6,11 +6,11 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pgdat.checkpoint import atomic_write_bytes
 from pgdat.errors import PgdatError
 
 MIRROR_ENV = "PGDAT_DATA_MIRROR"
@@ -87,19 +87,6 @@ def _reason(e: BaseException) -> str:
     return str(e.reason) if isinstance(e, urllib.error.URLError) else f"{type(e).__name__}: {e}"
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # platforms without directory file descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def download_file(url: str, dest: str | Path, sha256: str | None = None, md5: str | None = None) -> Path:
     """Fetch ``url`` into ``dest`` unless a copy with the right checksums is already there; returns ``dest``.
 
@@ -112,31 +99,26 @@ def download_file(url: str, dest: str | Path, sha256: str | None = None, md5: st
     if dest.exists():
         return verify_file(dest, sha256, md5, url=url)
     fix = f"re-run to retry, or {_by_hand(url, dest.parent)}"
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as e:
-        raise PgdatError(f"cannot write {dest} ({e.strerror or e}); choose a writable data root") from None
+
+    def fetch(out) -> None:
+        try:
+            actual, short = _stream(url, out, tuple(expected))
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise PgdatError(f"downloading {dest.name} from {url} failed ({_reason(e)}); nothing was written; "
+                             f"{fix}") from None
+        problem = _mismatch(expected, actual)
+        if short or problem:
+            detail = "; ".join(p for p in (short, problem and f"checksum mismatch: {problem}") if p)
+            raise PgdatError(f"downloaded {dest.name} from {url} is corrupt or incomplete ({detail}); "
+                             f"the partial file was deleted; {fix}")
+
     print(f"pgdat: downloading {url} -> {dest}", file=sys.stderr)
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                actual, short = _stream(url, out, tuple(expected))
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                raise PgdatError(f"downloading {dest.name} from {url} failed ({_reason(e)}); nothing was written; "
-                                 f"{fix}") from None
-            problem = _mismatch(expected, actual)
-            if short or problem:
-                detail = "; ".join(p for p in (short, problem and f"checksum mismatch: {problem}") if p)
-                raise PgdatError(f"downloaded {dest.name} from {url} is corrupt or incomplete ({detail}); "
-                                 f"the partial file was deleted; {fix}")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        atomic_write_bytes(dest, fetch)  # temp file beside dest, fsync, rename; the temp file is removed on error
+    except PgdatError:
         raise
-    _fsync_dir(dest.parent)
+    except OSError as e:
+        raise PgdatError(f"cannot write {dest} ({e.strerror or e}); choose a writable data root") from None
     return dest
 
 

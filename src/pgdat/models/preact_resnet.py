@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from pgdat.models._checks import check_int
 from pgdat.models.registry import MODELS
+from pgdat.models.resnet import add_stages
 
 
 class PreActBlock(nn.Module):
@@ -45,15 +46,7 @@ class PreActResNet(nn.Module):
                  width: int = 64) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
-        planes = width
-        for i, n in enumerate(num_blocks):
-            out_planes = width * 2**i
-            strides = [1 if i == 0 else 2] + [1] * (n - 1)
-            blocks = []
-            for stride in strides:
-                blocks.append(PreActBlock(planes, out_planes, stride))
-                planes = out_planes
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        planes = add_stages(self, PreActBlock, num_blocks, width)
         self.num_stages = len(num_blocks)
         self.bn = nn.BatchNorm2d(planes)
         self.linear = nn.Linear(planes, num_classes)

@@ -6,6 +6,8 @@ layer2.0.shortcut.0/1, linear); initialisation is PyTorch's default, as in that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -37,6 +39,21 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+def add_stages(net: nn.Module, block: Callable[[int, int, int], nn.Module], num_blocks: tuple[int, ...],
+               width: int) -> int:
+    """Add ``layer1..layerN`` to ``net``: stage i has ``num_blocks[i]`` blocks of width * 2**i channels, the first
+    with stride 2 (stride 1 in stage 1). Returns the channel count of the last stage."""
+    planes = width
+    for i, n in enumerate(num_blocks):
+        out_planes = width * 2**i
+        blocks = []
+        for stride in [1 if i == 0 else 2] + [1] * (n - 1):
+            blocks.append(block(planes, out_planes, stride))
+            planes = out_planes
+        net.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+    return planes
+
+
 class ResNet(nn.Module):
     """conv3x3-bn-relu stem, four stages of BasicBlocks (width, 2w, 4w, 8w; strides 1, 2, 2, 2), global average
     pool, linear. (B, in_channels, H, W) -> (B, num_classes)."""
@@ -46,15 +63,7 @@ class ResNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        planes = width
-        for i, n in enumerate(num_blocks):
-            out_planes = width * 2**i
-            strides = [1 if i == 0 else 2] + [1] * (n - 1)
-            blocks = []
-            for stride in strides:
-                blocks.append(BasicBlock(planes, out_planes, stride))
-                planes = out_planes
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        planes = add_stages(self, BasicBlock, num_blocks, width)
         self.num_stages = len(num_blocks)
         self.linear = nn.Linear(planes, num_classes)
 
