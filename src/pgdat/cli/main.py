@@ -21,7 +21,7 @@ def register_command(name: str, help_text: str, add_arguments: Callable[[argpars
 
 
 def _load_commands() -> None:
-    from pgdat.cli import analyze, repro, train  # noqa: F401  (each module registers itself)
+    from pgdat.cli import analyze, report, repro, train  # noqa: F401  (each module registers itself)
     from pgdat.cli import eval as _eval  # noqa: F401
 
 

@@ -42,5 +42,5 @@ def run(preset: str, out: Path) -> list[dict[str, Any]]:
                         for r in rows], title="AT-induced distribution over training",
                   meta={"preset": preset, "sigma": kw["sigma"], "pairs": kw["pairs"],
                         "student_epochs": kw["student_epochs"], "plot": "induced.png",
-                        "note": "PGD keeps x+delta in [0,1] (the authors' code does not clamp)"})
+                        "note": "PGD keeps x+delta in [0,1] (the authors' code does not clamp)"}, runs=[out / "at_run"])
     return rows

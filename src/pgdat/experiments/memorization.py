@@ -43,7 +43,8 @@ def run(preset: str, out: Path) -> list[dict[str, Any]]:
         rows.append({"method": method, **{**hist[-1], "epoch": "final"}})
     _plot(curves, out / "memorization.png")
     write_summary(out, rows, title="Random-label adversarial training (memorization)",
-                  meta={"preset": preset, "labels": "100% symmetric noise (random)", "plot": "memorization.png"})
+                  meta={"preset": preset, "labels": "100% symmetric noise (random)", "plot": "memorization.png"},
+                  runs=[out / m for m in METHODS])
     return rows
 
 

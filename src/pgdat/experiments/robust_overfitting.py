@@ -43,5 +43,5 @@ def run(preset: str, out: Path) -> list[dict[str, Any]]:
     plot_robust_overfitting(curves, out / "robust_overfitting.png")
     write_summary(out, rows, title="Robust overfitting: PGD-AT with and without temporal ensembling",
                   meta={"preset": preset, "test_metric": "per-epoch PGD accuracy on the test subset (eval.attack)",
-                        "plot": "robust_overfitting.png"})
+                        "plot": "robust_overfitting.png"}, runs=[out / name for name in variants])
     return rows

@@ -1,0 +1,38 @@
+"""``pgdat report RUN ... -o report.html`` and ``pgdat compare RUN ... --format md|csv|json``."""
+
+from __future__ import annotations
+
+import argparse
+
+from pgdat.cli.main import register_command
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("-o", "--out", default="report.html", help="HTML file to write (default report.html)")
+    p.add_argument("--title", default="pgdat report")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from pgdat.report import write_report
+
+    path = write_report(args.runs, args.out, args.title)
+    print(f"wrote {path} ({path.stat().st_size // 1024} KiB, self-contained)")
+    return 0
+
+
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--format", default="md", help="md, csv or json (default md)")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from pgdat.report import format_table, load_run, summary_row
+
+    print(format_table([summary_row(load_run(r)) for r in args.runs], args.format))
+    return 0
+
+
+register_command("report", "self-contained HTML report of one or more runs", add_report_arguments, run_report)
+register_command("compare", "comparison table of runs (best/last robust, clean, time, passes)", add_compare_arguments,
+                 run_compare)

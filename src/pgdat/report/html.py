@@ -1,0 +1,163 @@
+"""A self-contained HTML report of one or more runs: no network, every image embedded as base64 PNG."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pgdat.analysis.plots import plt
+from pgdat.checkpoint import atomic_write_bytes
+from pgdat.report.runs import Run, format_table, load_run, summary_row
+
+CURVE_KEYS = [("train", "-"), ("val", "--"), ("test", ":")]
+
+# The page reports its own health: JS errors and images that failed to decode end up in #status (read by tests).
+STATUS_JS = """
+<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message || e)));
+window.addEventListener('load', () => {
+  const bad = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length;
+  const s = document.getElementById('status');
+  s.dataset.images = document.images.length; s.dataset.broken = bad; s.dataset.errors = window.__errors.length;
+  s.textContent = (bad === 0 && window.__errors.length === 0) ? 'ok' : 'problems';
+});
+</script>"""
+
+CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+th{background:#f3f3f3}pre{background:#f7f7f7;padding:8px;font-size:12px;max-height:300px;overflow:auto}
+img{max-width:100%;border:1px solid #eee}section{margin-bottom:32px}#status{color:#888;font-size:11px}"""
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _img(src: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="{src}">'
+
+
+def curves_figure(runs: list[Run], *, key_sets: list[tuple[str, str]] | None = None, title: str = "") -> str:
+    """Clean/robust accuracy per epoch (train/val/test) for each run, best epochs marked; returns a data URL."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, run in enumerate(runs):
+        ep = [m["epoch"] for m in run.history]
+        for split, style in CURVE_KEYS:
+            for kind, alpha in (("clean", 0.45), ("robust", 1.0)):
+                ys = [m.get(f"{split}_{kind}_acc") for m in run.history]
+                if any(v is not None for v in ys):
+                    ax.plot(ep, [100 * v if v is not None else float("nan") for v in ys], style, color=f"C{i}",
+                            alpha=alpha, label=f"{run.name} {split} {kind}")
+        best = run.final.get("best_epoch")
+        if best:
+            ax.axvline(best, color=f"C{i}", lw=1, alpha=0.4)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "learning curves (vertical line: best epoch, chosen on validation)")
+    ax.legend(fontsize=6, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def traces_figure(run: Run, prefixes: tuple[str, ...], ylabel: str) -> str | None:
+    """Any per-epoch numeric metrics starting with ``prefixes`` (CO monitor, gradient norm), or None."""
+    keys = sorted({k for m in run.history for k, v in m.items() if k.startswith(prefixes) and isinstance(v, float)})
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for k in keys:
+        ax.plot([m["epoch"] for m in run.history], [m.get(k, float("nan")) for m in run.history], marker="o", ms=3,
+                label=k)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def per_class_figure(run: Run) -> str | None:
+    """Bar plot of the last epoch's per-class accuracies (metrics ``per_class_*`` lists), or None."""
+    last = run.history[-1] if run.history else {}
+    keys = [k for k, v in last.items() if k.startswith("per_class") and isinstance(v, list)]
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3))
+    width = 0.8 / len(keys)
+    for j, k in enumerate(keys):
+        ax.bar([i + j * width for i in range(len(last[k]))], [100 * v for v in last[k]], width, label=k)
+    ax.set_xlabel("class")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+
+    def cell(col: str, v: Any) -> str:
+        if isinstance(v, float) and any(w in col for w in ("robust", "clean", "accuracy")):
+            text = f"{100 * v:.2f}%"
+        else:
+            text = f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+        return f"<td>{html.escape(text)}</td>"
+
+    body = "".join("<tr>" + "".join(cell(c, r.get(c)) for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def run_section(run: Run) -> str:
+    parts = [f"<section><h2>{html.escape(run.name)}</h2>",
+             f"<p>{html.escape(str(run.header.get('device', '')))} · pgdat {run.header.get('pgdat', '?')} · torch "
+             f"{run.header.get('torch', '?')} · git {run.header.get('git_sha', '?')} · "
+             f"seed {run.header.get('seed')}</p>",
+             _img(curves_figure([run], title=f"{run.name}: learning curves"), f"{run.name} learning curves")]
+    for which in ("best", "last"):
+        block = run.final.get(which)
+        if block:
+            label = f"{which} (epoch {run.final.get('best_epoch')})" if which == "best" else which
+            parts.append(f"<h3>final evaluation, {html.escape(label)}, n={run.final.get('n')}</h3>")
+            parts.append(_table([{"attack": k, "accuracy": v} for k, v in block["accuracy"].items()]))
+    for prefixes, label in ((("co_",), "CO monitor"), (("grad_norm",), "gradient norm")):
+        fig = traces_figure(run, prefixes, label)
+        if fig:
+            parts += [f"<h3>{label}</h3>", _img(fig, f"{run.name} {label}")]
+    fig = per_class_figure(run)
+    if fig:
+        parts += ["<h3>per-class accuracy (last epoch)</h3>", _img(fig, f"{run.name} per-class")]
+    parts.append("<h3>resolved config</h3><pre>" + html.escape(yaml.safe_dump(run.config, sort_keys=False)) + "</pre>")
+    return "\n".join(parts) + "</section>"
+
+
+def render_report(runs: list[Run], title: str = "pgdat report") -> str:
+    rows = [summary_row(r) for r in runs]
+    body = [f"<h1>{html.escape(title)}</h1>", "<h2>comparison</h2>", _table(rows)]
+    if len(runs) > 1:
+        body.append(_img(curves_figure(runs, title="all runs"), "overlaid learning curves"))
+    body += [run_section(r) for r in runs]
+    body.append('<p id="status">loading</p>')
+    data = html.escape(json.dumps(rows))
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style>{STATUS_JS}</head><body data-rows=\"{data}\">" + "\n".join(body) + "</body></html>")
+
+
+def write_report(run_dirs: list[str | Path], out: str | Path, title: str = "pgdat report") -> Path:
+    """Render the runs into one self-contained HTML file (written atomically)."""
+    text = render_report([load_run(p) for p in run_dirs], title)
+    return atomic_write_bytes(Path(out), lambda f: f.write(text.encode()))
+
+
+__all__ = ["format_table", "render_report", "write_report"]
