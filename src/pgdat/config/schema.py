@@ -64,6 +64,10 @@ class OptimConfig:
     warmup_epochs: float = 0.0         # linear warm-up from 0, in epochs
     grad_clip: float = 0.0             # max global grad norm; 0 = off
     ema: float = 0.0                   # decay of an exponential moving average of the weights; 0 = off
+    deat_k: float = 1.0                # name=deat: enhancement knob k (0 = SGD exactly); notes' reading, unverified
+    deat_beta: float = 0.0             # name=deat: EMA factor of the two alternating gradient buffers
+    deat_normalize: bool = False       # name=deat: divide the drift by sqrt((1+k)^2 + k^2) (PNM normalisation)
+    decoupled_wd: bool = False         # name=deat: decoupled weight decay (theta *= 1 - lr*wd) instead of L2 in g
 
 
 @dataclass(frozen=True)

@@ -73,3 +73,40 @@ class TrainSetEval(Callback):
             with torch.no_grad():
                 pred = torch.cat([trainer.attack_model(x[i:i + 500]).argmax(1) for i in range(0, n, 500)])
             metrics["train_eval_true_clean_acc"] = pred.eq(train.y_true[:n].to(pred.device)).double().mean().item()
+
+
+@CALLBACKS.register("grad_noise")
+class GradientNoiseMonitor(Callback):
+    """Gradient-noise scale (DEAT's diffusion term): tr(Sigma)/B estimated as 1/2 E||g1 - g2||^2 over ``pairs`` pairs
+    of independent training minibatches of the run's batch size, g the gradient of the method's loss (its attack
+    included). Computed each epoch on a copy of the model, so training is not disturbed: ``grad_noise``."""
+
+    def __init__(self, pairs: int = 2) -> None:
+        self.pairs = pairs
+
+    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        import copy
+
+        from pgdat.data.bundle import as_unit_float
+        from pgdat.methods import StepContext
+        from pgdat.training.setup import stream_seed
+
+        model = copy.deepcopy(trainer.model).train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        train, b = trainer.data.train, min(trainer.cfg.data.batch_size, len(trainer.data.train) // 2)
+        gen = torch.Generator().manual_seed(stream_seed(trainer.cfg.train.seed, trainer.epoch, 0, "grad_noise"))
+        ctx = StepContext(attack=trainer.cfg.attack, attack_model=model, generator=None, epoch=trainer.epoch - 1,
+                          progress=float(trainer.epoch), n_index=trainer.n_index,
+                          num_classes=trainer.data.info.num_classes)
+        total = 0.0
+        for _ in range(self.pairs):
+            perm = torch.randperm(len(train), generator=gen)[:2 * b]
+            grads = []
+            for half in (perm[:b], perm[b:]):
+                x = as_unit_float(train.x[half].to(trainer.device))
+                ctx.index = train.index[half].to(trainer.device)
+                loss = trainer.method(model, x, train.y[half].to(trainer.device), ctx)["loss"]
+                grads.append(torch.autograd.grad(loss, params, allow_unused=True))
+            total += 0.5 * sum(((g1 - g2).pow(2).sum().item() for g1, g2 in zip(*grads, strict=True)
+                                if g1 is not None and g2 is not None), 0.0)
+        metrics["grad_noise"] = total / self.pairs
