@@ -73,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'attack':<14}{'accuracy':>10}{'seconds':>10}")
     for name, acc in res.accuracy.items():
         print(f"{name:<14}{100 * acc:>9.2f}%{res.seconds[name]:>10.1f}")
-    out = {**res.to_dict(), "data": args.data, "checkpoint": args.checkpoint, "model": cfg, "info": run_info(x.device)}
+    per_class = res.per_class(y, cfg["num_classes"])
+    last = list(per_class)[-1]
+    print(f"per class ({last}): " + " ".join(f"{c}:{100 * a:.1f}" for c, a in enumerate(per_class[last])))
+    out = {**res.to_dict(), "per_class": per_class, "data": args.data, "checkpoint": args.checkpoint, "model": cfg,
+           "info": run_info(x.device)}
     if args.sanity:
         checks = sanity_checks(model, x[:args.batch_size], y[:args.batch_size], eps=eps, norm=args.norm)
         for c in checks:

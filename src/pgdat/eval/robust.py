@@ -46,6 +46,12 @@ class EvalResult:
     def robust_accuracy(self) -> float:
         return list(self.accuracy.values())[-1]
 
+    def per_class(self, y: torch.Tensor, num_classes: int) -> dict[str, list[float]]:
+        """Accuracy per class (spec -> list of C floats; NaN for classes absent from ``y``) under the cascade."""
+        total = torch.bincount(y, minlength=num_classes).double()
+        return {k: (torch.bincount(y[f], minlength=num_classes).double() / total).tolist()
+                for k, f in self.flags.items()}
+
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "n": self.n, "eps": self.eps, "norm": self.norm, "seed": self.seed,
                 "seconds": self.seconds, "warnings": self.warnings}

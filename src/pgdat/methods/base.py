@@ -47,6 +47,7 @@ class StepContext:
     index: torch.Tensor | None = None  # (B,) source indices of the batch's examples (per-example state)
     n_index: int = 0  # 1 + the largest source index of the training split (size of per-example state tables)
     num_classes: int = 0
+    class_counts: torch.Tensor | None = None  # (C,) training examples per class (long-tailed methods)
     state: dict[str, Any] = field(default_factory=dict)
     after_step: list[Callable[[], None]] = field(default_factory=list)
 

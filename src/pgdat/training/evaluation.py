@@ -17,17 +17,43 @@ if TYPE_CHECKING:  # pragma: no cover
     from pgdat.training.trainer import Trainer
 
 
-def _split_accuracy(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(clean, robust) accuracy of ``model`` on (x, y), sharded over DDP ranks and reduced."""
+def _split_accuracy(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+                    ) -> tuple[float, float, torch.Tensor]:
+    """(clean, robust) accuracy of ``model`` on (x, y), sharded over DDP ranks and reduced, and the per-class
+    counts (3, C): clean correct, robust correct, examples."""
     cfg, info = trainer.cfg, trainer.dist
     xs, ys = x[info.rank::info.world], y[info.rank::info.world]
     attacks = ["clean"] if cfg.eval.attack == "clean" else ["clean", cfg.eval.attack]
     res = evaluate(model, xs, ys, attacks=attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                    batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
                    precision=trainer.precision, checks=False)
-    counts = torch.tensor([res.flags["clean"].sum().item(), res.robust.sum().item(), ys.numel()], dtype=torch.float64)
-    counts = all_reduce_sum(counts.to(trainer.device), info).tolist()
-    return counts[0] / max(counts[2], 1), counts[1] / max(counts[2], 1)
+    c = trainer.data.info.num_classes
+    per_class = torch.stack([torch.bincount(ys[res.flags["clean"]], minlength=c),
+                             torch.bincount(ys[res.robust], minlength=c), torch.bincount(ys, minlength=c)]).double()
+    per_class = all_reduce_sum(per_class.to(trainer.device), info)
+    n = per_class[2].sum().clamp_min(1)
+    return (per_class[0].sum() / n).item(), (per_class[1].sum() / n).item(), per_class.cpu()
+
+
+def class_groups(counts: torch.Tensor) -> dict[str, list[int]]:
+    """Head / medium / tail classes by training count (descending): the first floor(C/3) are head, the last
+    C - 1 - 2*floor(C/3) tail (REAT's tail set {2*floor(C/3)+1, ..., C-1} when classes are sorted by count)."""
+    order = torch.argsort(counts.cpu(), descending=True, stable=True).tolist()
+    third = len(order) // 3
+    return {"head": order[:third], "medium": order[third:2 * third + 1], "tail": order[2 * third + 1:]}
+
+
+def per_class_metrics(split: str, per_class: torch.Tensor, groups: dict[str, list[int]]) -> dict[str, Any]:
+    """Per-class clean/robust accuracy lists and head/medium/tail group accuracies from (3, C) counts."""
+    acc = per_class[:2] / per_class[2].clamp_min(1)
+    out: dict[str, Any] = {f"per_class_{split}_clean_acc": acc[0].tolist(),
+                           f"per_class_{split}_robust_acc": acc[1].tolist()}
+    for name, classes in groups.items():
+        if classes:
+            n = per_class[2, classes].sum().clamp_min(1)
+            out[f"{split}_{name}_clean_acc"] = (per_class[0, classes].sum() / n).item()
+            out[f"{split}_{name}_robust_acc"] = (per_class[1, classes].sum() / n).item()
+    return out
 
 
 def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dict[str, Any]:
@@ -39,8 +65,10 @@ def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dic
             continue
         n = cfg.eval.n_test if name == "test" and cfg.eval.n_test else len(split.y)
         x = as_unit_float(split.x[:n].to(trainer.device))
-        clean, robust = _split_accuracy(trainer, model, x, split.y[:n].to(trainer.device))
+        clean, robust, per_class = _split_accuracy(trainer, model, x, split.y[:n].to(trainer.device))
         out[f"{prefix}{name}_clean_acc"], out[f"{prefix}{name}_robust_acc"] = clean, robust
+        if name == "test" and not prefix:
+            out |= per_class_metrics("test", per_class, class_groups(trainer.class_counts))
     return out
 
 
@@ -62,6 +90,7 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
         res = evaluate(model.eval(), x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                        batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed)
         summary[which] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
+                          "per_class": res.per_class(y, trainer.data.info.num_classes),
                           "seconds": res.seconds, "warnings": res.warnings}
     summary["train_seconds"] = sum(m["time_train"] for m in trainer.history)
     summary["eval_seconds"] = sum(m["time_eval"] for m in trainer.history)

@@ -50,6 +50,7 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.data = data if data is not None else prepare_data(cfg.data, cfg.train.seed)
         self.n_index = int(self.data.train.index.max()) + 1
+        self.class_counts = torch.bincount(self.data.train.y, minlength=self.data.info.num_classes).to(self.device)
         info = self.data.info
         self.model_cfg = model_config(cfg.model.name, info.num_classes, info.shape[0], info.mean, info.std,
                                       **cfg.model.kwargs)
@@ -135,7 +136,7 @@ class Trainer:
         torch.manual_seed(stream_seed(cfg.train.seed, e, self.dist.rank, "global"))
         ctx = StepContext(attack=cfg.attack, attack_model=self.attack_model, generator=gen,
                           precision=self.precision, epoch=e, state=self.method_state, n_index=self.n_index,
-                          num_classes=self.data.info.num_classes)
+                          num_classes=self.data.info.num_classes, class_counts=self.class_counts)
         stats = torch.zeros(6, device=dev)  # loss sum, n, clean correct, clean n, adv correct, adv n
         first_bad = torch.full((), -1, device=dev, dtype=torch.long)
         for cb in self.callbacks:
