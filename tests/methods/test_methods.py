@@ -17,7 +17,9 @@ ATTACK = AttackConfig(eps=0.1, step_size=0.025, steps=5, init="uniform", bn_mode
 
 
 def _ctx(model, seed=0, attack=ATTACK, epoch=0):
-    return StepContext(attack=attack, attack_model=model, generator=torch.Generator().manual_seed(seed), epoch=epoch)
+    """A context as the trainer builds it (indices, class counts) for the 64-example tiny batch."""
+    return StepContext(attack=attack, attack_model=model, generator=torch.Generator().manual_seed(seed), epoch=epoch,
+                       index=torch.arange(64), n_index=64, num_classes=4, class_counts=torch.tensor([40, 30, 20, 10]))
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

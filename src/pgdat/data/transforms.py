@@ -57,3 +57,41 @@ def label_noise(bundle: DataBundle, *, seed: int, rate: float = 1.0, noise_seed:
     y_true = train.y_true if train.y_true is not None else train.y
     y = noisy_labels(y_true.cpu(), bundle.info.num_classes, rate, g).to(y_true.device)
     return dataclasses.replace(bundle, train=Split(train.x, y, train.index, y_true))
+
+
+def long_tail_counts(n_max: int, num_classes: int, ratio: float, profile: str = "exp") -> list[int]:
+    """Per-class counts of a long-tailed subset (LDAM-DRW): ``exp``: n_c = floor(n_max * r^(c/(C-1))) with
+    r = 1/ratio; ``step``: n_max for the first half of the classes, floor(n_max / ratio) for the rest."""
+    r = 1.0 / ratio
+    if profile == "exp":
+        return [int(n_max * r ** (c / (num_classes - 1))) for c in range(num_classes)]
+    if profile == "step":
+        return [n_max if c < num_classes // 2 else int(n_max * r) for c in range(num_classes)]
+    raise PgdatError(f"long_tail profile must be exp or step (got '{profile}')")
+
+
+@TRANSFORMS.register("long_tail")
+def long_tail(bundle: DataBundle, *, seed: int, ratio: float = 50.0, profile: str = "exp", n_max: int | None = None,
+              order_seed: int = 0) -> DataBundle:
+    """Subsample the training split to a long-tailed class profile with imbalance ratio ``ratio`` (n_0 / n_{C-1});
+    class 0 is the head. As LDAM-DRW / REAT: one numpy RNG seeded with ``order_seed`` shuffles each class's indices in
+    class order and the first n_c are kept. Validation (drawn before) and test splits stay balanced."""
+    import numpy as np
+
+    if ratio < 1:
+        raise PgdatError(f"long_tail ratio must be >= 1 (got {ratio}); e.g. 10, 50, 100")
+    train, c = bundle.train, bundle.info.num_classes
+    y = train.y.cpu().numpy()
+    have = np.bincount(y, minlength=c)
+    n_max = int(have.min()) if n_max is None else n_max
+    counts = long_tail_counts(n_max, c, ratio, profile)
+    if any(n > h for n, h in zip(counts, have, strict=True)) or min(counts) < 1:
+        raise PgdatError(f"long_tail needs counts {counts} but classes have {have.tolist()}; lower n_max or ratio")
+    rng = np.random.RandomState(order_seed)
+    keep = []
+    for cls, n in enumerate(counts):
+        idx = np.where(y == cls)[0]
+        rng.shuffle(idx)
+        keep.append(idx[:n])
+    positions = torch.from_numpy(np.sort(np.concatenate(keep))).long()
+    return dataclasses.replace(bundle, train=train.subset(positions))

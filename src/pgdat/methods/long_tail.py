@@ -1,0 +1,149 @@
+"""Long-tailed adversarial training: REAT (Li, Xu, Zhang) and the two small-step baselines.
+
+REAT = RBL (class-weighted CE in the inner maximisation, weights from an effective number of the previous epoch's
+adversarial-example predictions) + BSL (Balanced Softmax on x_adv) + TAIL (a penalty on penultimate features around
+tail-class anchors). Two presets (notes: reat.md §6):
+
+- ``variant="paper_intent"`` (default): TAIL reduced pairwise with a contrastive sign (pull same-class features
+  towards a tail anchor, push other classes, the push capped at ``margin``). An UNVERIFIED reading of the abstract.
+- ``variant="as_released"``: the authors' code: TAIL collapsed to (1/|T|) sum_i c_i * K_i by the legacy
+  ``KLDivLoss(size_average='none')`` mean, with the code's sign.
+
+RBL is inert under sign-PGD with eval-mode BN (a positive per-example factor does not change sign(grad)); it is kept
+as released and the notes' Finding A is a unit test.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pgdat.errors import PgdatError
+from pgdat.methods.base import METHODS, StepContext, craft
+
+VARIANTS = {"paper_intent": ("pairwise", "contrastive"), "as_released": ("as_released", "as_written")}
+
+
+def _counts(ctx: StepContext) -> torch.Tensor:
+    if ctx.class_counts is None:
+        raise PgdatError("long-tailed methods need the training class counts (the trainer provides them)")
+    return ctx.class_counts.float().clamp_min(1)
+
+
+def rbl_weights(counts: torch.Tensor, ae_hist: torch.Tensor) -> torch.Tensor:
+    """omega_c = C * (E_c + 1e-5)^-1 / sum_k (E_k + 1e-5)^-1 with E_c = n_c (1 - (1 - 1/n_c)^{m_c}), m_c >= 1."""
+    m = ae_hist.float().clamp_min(1)
+    e = counts * (1 - (1 - 1 / counts) ** m)
+    inv = 1 / (e + 1e-5)
+    return len(counts) * inv / inv.sum()
+
+
+def balanced_softmax_loss(logits: torch.Tensor, y: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Balanced Softmax: CE(z + log n, y) (prediction at test time uses the raw logits)."""
+    return F.cross_entropy(logits.float() + counts.log(), y)
+
+
+def tail_classes(num_classes: int) -> list[int]:
+    """REAT's tail set {2*floor(C/3)+1, ..., C-1} (classes sorted head to tail)."""
+    return list(range(2 * (num_classes // 3) + 1, num_classes))
+
+
+def tail_penalty(features: torch.Tensor, y: torch.Tensor, counts: torch.Tensor, tail: list[int], *,
+                 reduction: str, sign: str, margin: float = 1.0) -> torch.Tensor:
+    """TAIL on penultimate features (B, D): anchors are the batch's tail-class examples; 0 if there are none."""
+    q = F.log_softmax(features.float(), dim=1)  # log q_j over the D feature dimensions
+    p = q.detach().exp()  # p_i = stopgrad(q_i)
+    kl = (p * p.clamp_min(1e-12).log()).sum(1, keepdim=True) - p @ q.T  # (B, B): KL(p_i || q_j)
+    w = (counts.sum() / counts).sqrt()[y]
+    pair_w = w[:, None] + w[None, :]
+    same = y[:, None] == y[None, :]
+    s = torch.where(same, -1.0, 1.0)
+    anchors = torch.isin(y, torch.tensor(tail, device=y.device))
+    n_anchor = anchors.sum().clamp_min(1)
+    b, d = features.shape
+    if reduction == "as_released":
+        c = (s * pair_w).mean(dim=1)
+        k_bar = kl.sum(dim=1) / (b * d)
+        per_anchor = c * k_bar
+    elif reduction == "pairwise":
+        if sign == "contrastive":  # pull same class (minimise KL), push other classes (maximise KL up to margin)
+            term = torch.where(same, kl, -kl.clamp(max=margin))
+        else:
+            term = s * kl
+        per_anchor = (pair_w * term).mean(dim=1)
+    else:
+        raise PgdatError(f"tail_reduction must be pairwise or as_released (got '{reduction}')")
+    return (per_anchor * anchors).sum() / n_anchor
+
+
+class PenultimateFeatures:
+    """Captures the input of the model's last ``nn.Linear`` (the penultimate features, (B, D)) during a forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise PgdatError("REAT needs a model whose head is an nn.Linear (for the penultimate features)")
+        self.features: torch.Tensor | None = None
+        self._handle = linears[-1].register_forward_pre_hook(self._hook)
+
+    def _hook(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        self.features = args[0]
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def _previous_histogram(ctx: StepContext, counts: torch.Tensor) -> torch.Tensor:
+    """m (C,): the previous epoch's histogram of AE predictions (the training counts in the first epoch). At the
+    first step of an epoch the running histogram rolls over; state lives in ``ctx.state`` (saved in checkpoints)."""
+    st = ctx.state
+    if "reat_epoch" not in st or int(st["reat_epoch"]) != ctx.epoch:
+        st["reat_prev_hist"] = st["reat_hist"] if "reat_hist" in st else counts.clone()
+        st["reat_hist"] = torch.zeros_like(counts)
+        st["reat_epoch"] = torch.tensor(ctx.epoch)
+    return st["reat_prev_hist"]
+
+
+@METHODS.register("reat")
+def reat(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, variant: str = "paper_intent",
+         tail_reduction: str | None = None, tail_sign: str | None = None, penalty_weight: float = 1.0,
+         margin: float = 1.0) -> dict[str, torch.Tensor]:
+    """REAT: RBL-weighted PGD, then Balanced Softmax + penalty_weight * TAIL on the adversarial examples."""
+    if variant not in VARIANTS:
+        raise PgdatError(f"reat variant must be one of {', '.join(VARIANTS)} (got '{variant}')")
+    reduction, sign = VARIANTS[variant]
+    counts = _counts(ctx)
+    w = rbl_weights(counts, _previous_histogram(ctx, counts))
+    x_adv = craft(ctx, x, y, loss=lambda z, t: w[t] * F.cross_entropy(z.float(), t, reduction="none"))
+    hook = PenultimateFeatures(model)
+    try:
+        logits = model(x_adv)
+        feats = hook.features
+    finally:
+        hook.close()
+    ctx.state["reat_hist"] += torch.bincount(logits.detach().argmax(1), minlength=len(counts)).float()
+    bsl = balanced_softmax_loss(logits, y, counts)
+    tail = tail_penalty(feats, y, counts, tail_classes(len(counts)), reduction=tail_reduction or reduction,
+                        sign=tail_sign or sign, margin=margin)
+    return {"loss": bsl + penalty_weight * tail, "loss_bsl": bsl.detach(), "loss_tail": tail.detach(),
+            "logits_adv": logits}
+
+
+@METHODS.register("pgd_at_bsl")
+def pgd_at_bsl(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+    """PGD-AT with the Balanced Softmax outer loss (REAT without TAIL, since RBL is inert)."""
+    logits = model(craft(ctx, x, y))
+    return {"loss": balanced_softmax_loss(logits, y, _counts(ctx)), "logits_adv": logits}
+
+
+@METHODS.register("pgd_at_reweight")
+def pgd_at_reweight(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 0.9999
+                    ) -> dict[str, torch.Tensor]:
+    """PGD-AT with class-balanced re-weighting (Cui et al.): CE weighted by (1 - beta) / (1 - beta^{n_c}),
+    normalised to mean 1 over classes."""
+    counts = _counts(ctx)
+    w = (1 - beta) / (1 - beta ** counts)
+    w = w * len(w) / w.sum()
+    logits = model(craft(ctx, x, y))
+    return {"loss": F.cross_entropy(logits.float(), y, weight=w), "logits_adv": logits}
