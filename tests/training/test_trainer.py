@@ -35,13 +35,18 @@ def test_run_directory_and_reload(tmp_path, tiny_overrides):
     cfg = load_config("default", tiny_overrides)
     summary = Trainer(cfg, tmp_path / "run", callbacks=None).fit()
     run = tmp_path / "run"
-    for name in ("init.pt", "last.pt", "best.pt", "metrics.jsonl", "curves.png", "final.json"):
+    for name in ("init.pt", "last.pt", "best.pt", "metrics.jsonl", "curves.png", "per_class.png", "final.json"):
         assert (run / name).is_file(), name
     header = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert {"pgdat", "torch", "git_sha", "device", "seed"} <= set(header)
     rows = _metrics(run)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert all(0 <= r["val_robust_acc"] <= r["val_clean_acc"] <= 1 for r in rows)
+    last = rows[-1]
+    assert len(last["per_class_test_robust_acc"]) == 10
+    # the 100 test images are class-interleaved (10 per class): the per-class mean is the overall accuracy
+    assert abs(sum(last["per_class_test_robust_acc"]) / 10 - last["test_robust_acc"]) < 1e-9
+    assert {"test_head_robust_acc", "test_medium_robust_acc", "test_tail_robust_acc"} <= set(last)
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 3 and ckpt["config"]["train"]["epochs"] == 3

@@ -69,3 +69,24 @@ def plot_series(history: list[dict[str, Any]], keys: list[str], path: Path, *, y
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def plot_per_class(metrics: dict[str, Any], path: Path, *, title: str = "") -> Path | None:
+    """Bars of one epoch's per-class test accuracies (``per_class_test_clean_acc`` / ``..._robust_acc``)."""
+    keys = [k for k in ("per_class_test_clean_acc", "per_class_test_robust_acc") if isinstance(metrics.get(k), list)]
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3))
+    n = len(metrics[keys[0]])
+    for j, k in enumerate(keys):
+        ax.bar([c + j * 0.4 for c in range(n)], [100 * v for v in metrics[k]], 0.4, label=k.split("_")[-2])
+    ax.set_xlabel("class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

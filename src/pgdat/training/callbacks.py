@@ -83,13 +83,15 @@ class MetricsLogger(Callback):
 
 
 class CurvePlotter(Callback):
-    """``curves.png``: clean and robust accuracy (train/val/test) and learning rate per epoch, best epoch marked."""
+    """``curves.png``: clean and robust accuracy (train/val/test) and learning rate per epoch, best epoch marked;
+    ``per_class.png``: this epoch's per-class clean and robust test accuracy."""
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        from pgdat.analysis.plots import plot_learning_curves
+        from pgdat.analysis.plots import plot_learning_curves, plot_per_class
 
         plot_learning_curves(trainer.history, trainer.out / "curves.png", best_epoch=trainer.best["epoch"],
                              title=trainer.cfg.name)
+        plot_per_class(metrics, trainer.out / "per_class.png", title=f"{trainer.cfg.name}, epoch {metrics['epoch']}")
 
 
 class ConsoleLogger(Callback):
