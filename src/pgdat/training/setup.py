@@ -72,11 +72,25 @@ class EpochLoader:
                                    drop_last=cfg.data.drop_last, augment=augment, crop_padding=cfg.data.crop_padding,
                                    seed=cfg.train.seed, return_index=True)
 
-    def epoch(self, e: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """This epoch's (x, y, source index) batches for this rank."""
+    def epoch(self, e: int) -> _EpochBatches:
+        """This epoch's (x, y, source index) batches for this rank, produced lazily (one batch in memory)."""
         self.loader.reseed(stream_seed(self.seed, e, 0, "data"))
-        r, w = self.dist.rank, self.dist.world
-        return [(x[r::w], y[r::w], i[r::w]) for x, y, i in self.loader]
+        return _EpochBatches(self.loader, self.dist.rank, self.dist.world)
+
+
+class _EpochBatches:
+    """One epoch of a :class:`DeviceLoader`, sliced to this rank; has a length for progress bars."""
+
+    def __init__(self, loader, rank: int, world: int) -> None:
+        self.loader, self.rank, self.world = loader, rank, world
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        r, w = self.rank, self.world
+        for x, y, i in self.loader:
+            yield x[r::w], y[r::w], i[r::w]
 
 
 def make_loader(data, cfg: Config, device: torch.device, dist: DistInfo) -> EpochLoader:
