@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def _one_line_reason(e: BaseException) -> str:
+    """The informative line of a (possibly multi-line, ANSI-coloured) torch.load error, so errors stay one line."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
+    lines = [ln for ln in lines if ln]
+    found = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(e).__name__)
+    return found.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True``: a file that would run code when unpickled is refused."""
     p = resolve_checkpoint(path)
@@ -77,9 +86,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise PgdatError(f"refused to load {p}: it is not a plain weights file (loading it would execute code it "
-                         f"contains). Only load checkpoints you trust, re-saved as plain state_dicts. ({e})") from None
+                         f"contains). Only load checkpoints you trust, re-saved as plain state_dicts. "
+                         f"({_one_line_reason(e)})") from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise PgdatError(f"cannot read checkpoint {p}: the file is truncated or not a torch file ({e})") from None
+        raise PgdatError(f"cannot read checkpoint {p}: the file is truncated or not a torch file "
+                         f"({_one_line_reason(e)}); re-save it, or resume from an earlier checkpoint") from None
     if not isinstance(obj, dict):
         raise PgdatError(f"checkpoint {p} holds a {type(obj).__name__}, expected a dict of state_dicts")
     return obj

@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--precision", default="fp32", help="autocast for attack passes: fp32, bf16, fp16, auto")
     p.add_argument("--sanity", action="store_true", help="also run the eps=0 / huge-eps / zero-gradient checks")
+    p.add_argument("--masking-checks", action="store_true",
+                   help="also run the gradient-masking guards (zero gradients, steps/eps monotonicity, black box)")
     p.add_argument("--json", dest="json_out", default=None, help="write results as JSON to this file")
 
 
@@ -62,9 +64,40 @@ def _model_and_data(args: argparse.Namespace):
     return model, as_unit_float(x.to(args.device)), y.to(args.device), cfg
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
+    """--device names a usable device; --eps > 0 when an attack is asked for; --step-size in (0, eps]."""
+    try:
+        dev = torch.device(args.device)
+    except RuntimeError:
+        raise PgdatError(f"--device '{args.device}' is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PgdatError("--device cuda but no CUDA GPU is visible; use --device cpu")
     eps = parse_eps(args.eps)
     step_size = parse_eps(args.step_size) if args.step_size is not None else None
+    attacking = any(a.strip().lower() != "clean" for a in args.attacks.split(",") if a.strip())
+    if attacking and eps <= 0:
+        raise PgdatError(f"--eps must be > 0 for the attacks {args.attacks} (got {args.eps}); e.g. --eps 8/255, "
+                         "or --attacks clean for clean accuracy only")
+    if step_size is not None and not 0 < step_size <= eps:
+        raise PgdatError(f"--step-size must be in (0, eps={eps:.4g}] (got {args.step_size}): PGD projects onto the "
+                         "eps ball, so a larger step only overshoots; omit it for 2.5*eps/steps")
+    return eps, step_size
+
+
+def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace,
+                   eps: float) -> list[dict]:
+    """Run the gradient-masking guards on the first --batch-size points and print one line per guard."""
+    from pgdat.eval.masking import masking_checks
+
+    n = min(args.batch_size, 256)
+    findings = masking_checks(model, x[:n], y[:n], eps=eps, norm=args.norm, seed=args.seed)
+    for f in findings:
+        print(f"[{'MASKING?' if f.fired else 'ok'}] {f.name}: {f.message}")
+    return [f.__dict__ for f in findings]
+
+
+def run(args: argparse.Namespace) -> int:
+    eps, step_size = _check_options(args)
     model, x, y, cfg = _model_and_data(args)
     res = evaluate(model, x, y, attacks=args.attacks, eps=eps, norm=args.norm, batch_size=args.batch_size,
                    step_size=step_size, seed=args.seed, precision=args.precision)
@@ -83,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         for c in checks:
             print(f"[{'ok' if c.passed else 'FAILED'}] {c.name}: {c.message}")
         out["sanity"] = [c.__dict__ for c in checks]
+    if args.masking_checks:
+        out["masking"] = _print_masking(model, x, y, args, eps)
     if args.json_out:
         text = json.dumps(out, indent=2)
         atomic_write_bytes(Path(args.json_out), lambda f: f.write(text.encode()))

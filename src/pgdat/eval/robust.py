@@ -14,7 +14,7 @@ from pgdat.attacks.core import attack_mode, check_inputs
 from pgdat.attacks.specs import EvalAttack, parse_attacks
 from pgdat.data.bundle import as_unit_float
 from pgdat.errors import PgdatError
-from pgdat.eval.checks import output_warnings
+from pgdat.eval.checks import check_label_range, output_warnings
 from pgdat.precision import autocast, resolve_precision
 from pgdat.threat import ThreatModel
 
@@ -114,6 +114,7 @@ def evaluate(
                       "accuracy wrong, so it is switched to eval mode for the evaluation (and restored after)",
                       stacklevel=2)
     with attack_mode(model, "eval"):
+        check_label_range(model, x, y)
         notes = output_warnings(model, x[:batch_size], y[:batch_size]) if checks else []
         flags: dict[str, torch.Tensor] = {}
         seconds: dict[str, float] = {}

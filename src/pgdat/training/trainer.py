@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from pgdat.checkpoint import build_model, load_checkpoint, model_config, save_checkpoint
 from pgdat.config import Config, config_to_dict
+from pgdat.config.validate import config_warnings, validate_config
 from pgdat.data.bundle import DataBundle
 from pgdat.errors import PgdatError
 from pgdat.methods import METHODS, StepContext, build_method
@@ -28,8 +30,6 @@ from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
 
-SELECT_BY = ("val_robust_acc", "val_clean_acc")
-
 
 class Trainer:
     """Trains ``cfg`` into the run directory ``out`` (``out/last.pt`` is resumed from when ``resume``).
@@ -40,6 +40,9 @@ class Trainer:
 
     def __init__(self, cfg: Config, out: str | Path, *, resume: bool = False,
                  callbacks: list[Callback] | None = None, data: DataBundle | None = None) -> None:
+        validate_config(cfg)  # every key checked before any data is loaded or model built
+        for note in config_warnings(cfg):
+            warnings.warn(note, stacklevel=2)
         self.cfg, self.out = cfg, Path(out)
         self.device = resolve_device(cfg.train.device)
         self.dist = init_distributed(self.device.type)
@@ -65,8 +68,6 @@ class Trainer:
         self.loader = make_loader(self.data, cfg, self.device, self.dist)
         self.train_model, self.attack_model = self._wrap(self.model)
         self.epoch, self.history = 0, []
-        if cfg.eval.select_by not in SELECT_BY:
-            raise PgdatError(f"eval.select_by must be one of {', '.join(SELECT_BY)} (got '{cfg.eval.select_by}')")
         self.best: dict[str, Any] = {"epoch": 0, "selected_by": cfg.eval.select_by}
         self.method_state: dict[str, Any] = {}
         self.stop_reason: str | None = None  # set by a callback to end training after the current epoch

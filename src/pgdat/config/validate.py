@@ -1,0 +1,181 @@
+"""Up-front semantic validation of a :class:`Config`: every value a run will use is checked before any data is
+loaded or any model is built, so a bad recipe fails in a second with a message naming the key and the valid range.
+
+Call :func:`validate_config` (raises :class:`PgdatError`); soft problems (allowed, but probably a mistake) are
+returned by :func:`config_warnings`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+
+from pgdat.config.schema import Config
+from pgdat.errors import PgdatError
+
+# methods that train on clean data only (no training attack, so attack.* is not used)
+NON_ATTACKING_METHODS = frozenset({"standard"})
+# single-step methods that set their own step, deliberately up to 2 eps (RS-FGSM: 1.25 eps; N-FGSM: 2 eps), so a
+# step size above eps is expected there and not reported
+LARGE_STEP_METHODS = frozenset({"fgsm_at", "rs_fgsm", "n_fgsm", "grad_align"})
+SELECT_BY = ("val_robust_acc", "val_clean_acc")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _fail(key: str, problem: str) -> None:
+    raise PgdatError(f"config key {key}: {problem}")
+
+
+def _finite(key: str, value: float, *, lo: float | None = None, lo_open: bool = False,
+            hi: float | None = None, hint: str = "") -> None:
+    """Raise unless ``lo (<|<=) value <= hi`` and finite; the message names the key and the range."""
+    rng = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+    bad = not math.isfinite(value) or (lo is not None and (value <= lo if lo_open else value < lo)) or (
+        hi is not None and value > hi)
+    if bad:
+        _fail(key, f"must be a finite number in {rng} (got {value}){'; ' + hint if hint else ''}")
+
+
+def _name_in(key: str, name: str, valid: Iterable[str], kind: str | None = None) -> None:
+    """``name`` must be one of ``valid`` (a Registry, whose kind names what it holds, or a tuple)."""
+    kind = kind or getattr(valid, "kind", None)
+    names = sorted(valid)
+    if name not in names:
+        plural = f"{kind}{'es' if kind.endswith('s') else 's'}" if kind else ""
+        what = f"{kind} '{name}'; valid {plural}" if kind else f"value '{name}'; valid"
+        _fail(key, f"unknown {what}: {', '.join(names)}")
+
+
+def _check_names(cfg: Config) -> None:
+    """Registry names (method, model, dataset, schedule, optimizer, attack loss, init, norm, bn_mode)."""
+    from pgdat.attacks.core import BN_MODES, INITS
+    from pgdat.attacks.losses import LOSSES
+    from pgdat.data.datasets import DATASETS
+    from pgdat.methods import METHODS
+    from pgdat.models.registry import MODELS
+    from pgdat.threat import NORMS
+    from pgdat.training.optim import OPTIMIZERS
+    from pgdat.training.schedules import SCHEDULES
+
+    _name_in("method.name", cfg.method.name, METHODS)
+    _name_in("model.name", cfg.model.name, MODELS)
+    _name_in("data.name", cfg.data.name, DATASETS)
+    _name_in("optim.schedule", cfg.optim.schedule, SCHEDULES)
+    _name_in("optim.name", cfg.optim.name, OPTIMIZERS)
+    _name_in("attack.norm", cfg.attack.norm, NORMS, "norm")
+    _name_in("attack.init", cfg.attack.init, INITS, "init")
+    _name_in("attack.bn_mode", cfg.attack.bn_mode, BN_MODES)
+    _name_in("attack.loss", cfg.attack.loss, LOSSES)
+    _name_in("eval.select_by", cfg.eval.select_by, SELECT_BY)
+
+
+def _check_attack(cfg: Config) -> None:
+    """The training attack: eps > 0 when the method attacks, steps/restarts >= 1, step size > 0."""
+    a = cfg.attack
+    attacks = cfg.method.name not in NON_ATTACKING_METHODS
+    if attacks:
+        _finite("attack.eps", a.eps, lo=0.0, lo_open=True, hint=f"method '{cfg.method.name}' attacks, so it needs "
+                "a radius > 0 in pixel units, e.g. attack.eps=8/255 (or use method.name=standard)")
+        _finite("attack.step_size", a.step_size, lo=0.0, lo_open=True, hint="e.g. attack.step_size=2/255")
+    else:
+        _finite("attack.eps", a.eps, lo=0.0)
+        _finite("attack.step_size", a.step_size, lo=0.0)
+    if a.norm == "linf":
+        _finite("attack.eps", a.eps, lo=0.0, hi=1.0, hint="an linf radius above 1 covers the whole [0,1] image box")
+    if a.steps < 1:
+        _fail("attack.steps", f"must be an integer >= 1 (got {a.steps})")
+    if a.restarts < 1:
+        _fail("attack.restarts", f"must be an integer >= 1 (got {a.restarts})")
+    _finite("attack.eps_warmup_epochs", a.eps_warmup_epochs, lo=0.0)
+
+
+def _check_data(cfg: Config) -> None:
+    d = cfg.data
+    for key, value in (("data.batch_size", d.batch_size),):
+        if value < 1:
+            _fail(key, f"must be an integer >= 1 (got {value})")
+    for key, value in (("data.val_size", d.val_size), ("data.n_train", d.n_train), ("data.crop_padding",
+                                                                                    d.crop_padding)):
+        if value < 0:
+            _fail(key, f"must be an integer >= 0 (got {value})")
+    if d.drop_last and 0 < d.n_train < d.batch_size:
+        _fail("data.batch_size", f"{d.batch_size} is larger than data.n_train={d.n_train} with data.drop_last=true: "
+              f"no training batch would remain; use data.batch_size <= {d.n_train} or data.drop_last=false")
+    if d.augment != "auto":
+        from pgdat.data.augment import AUGMENTS
+
+        _name_in("data.augment", d.augment, ("auto", *AUGMENTS))
+
+
+def _check_optim_train(cfg: Config) -> None:
+    o, t = cfg.optim, cfg.train
+    _finite("optim.lr", o.lr, lo=0.0, lo_open=True, hint="e.g. optim.lr=0.1 for SGD, 1e-3 for Adam")
+    _finite("optim.momentum", o.momentum, lo=0.0, hi=1.0)
+    _finite("optim.weight_decay", o.weight_decay, lo=0.0)
+    _finite("optim.gamma", o.gamma, lo=0.0, lo_open=True)
+    _finite("optim.warmup_epochs", o.warmup_epochs, lo=0.0)
+    _finite("optim.grad_clip", o.grad_clip, lo=0.0, hint="0 turns clipping off")
+    if not (o.ema == 0 or 0 < o.ema < 1):
+        _fail("optim.ema", f"must be 0 (off) or in (0, 1) (got {o.ema})")
+    for i, b in enumerate(o.betas):
+        if not (math.isfinite(b) and 0 <= b < 1):
+            _fail("optim.betas", f"each beta must be in [0, 1) (got betas[{i}]={b})")
+    if t.epochs < 1:
+        _fail("train.epochs", f"must be an integer >= 1 (got {t.epochs})")
+    if t.checkpoint_every < 0:
+        _fail("train.checkpoint_every", f"must be >= 0 (got {t.checkpoint_every}); 0 turns it off")
+    if not _DEVICE.match(t.device):
+        _fail("train.device", f"'{t.device}' is not a device; valid: auto, cpu, cuda, cuda:N, mps")
+    from pgdat.precision import PRECISIONS
+
+    _name_in("train.precision", t.precision, PRECISIONS, "precision")
+
+
+def _check_eval(cfg: Config) -> None:
+    from pgdat.attacks.specs import parse_attacks
+
+    e = cfg.eval
+    for key, spec in (("eval.attack", e.attack), ("eval.final_attacks", e.final_attacks)):
+        try:
+            parse_attacks(spec)
+        except PgdatError as err:
+            _fail(key, str(err))
+    if e.step_size is not None:
+        _finite("eval.step_size", e.step_size, lo=0.0, lo_open=True, hint="or leave it empty for 2.5*eps/steps")
+    if e.batch_size < 1:
+        _fail("eval.batch_size", f"must be an integer >= 1 (got {e.batch_size})")
+    for key, value in (("eval.n_test", e.n_test), ("eval.n_final", e.n_final)):
+        if value < 0:
+            _fail(key, f"must be an integer >= 0 (got {value}); 0 uses the whole test set")
+
+
+def _check_method_params(cfg: Config) -> None:
+    from pgdat.methods import build_method
+
+    try:
+        build_method(cfg.method.name, dict(cfg.method.params))
+    except PgdatError as err:
+        _fail("method.params", str(err))
+
+
+def validate_config(cfg: Config) -> None:
+    """Raise :class:`PgdatError` naming the first bad key and its valid range/names; return None when all is fine."""
+    _check_names(cfg)
+    _check_attack(cfg)
+    _check_data(cfg)
+    _check_optim_train(cfg)
+    _check_eval(cfg)
+    _check_method_params(cfg)
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Allowed but suspicious settings (one message each); ``validate_config`` must pass first."""
+    a, notes = cfg.attack, []
+    if cfg.method.name in NON_ATTACKING_METHODS:
+        return notes
+    if a.step_size > a.eps and cfg.method.name not in LARGE_STEP_METHODS:
+        notes.append(f"attack.step_size {a.step_size:.4g} > attack.eps {a.eps:.4g} with projection: every step "
+                     "overshoots and is clipped back to the ball; usual is 2.5*eps/steps (2/255 at 8/255, 10 steps). "
+                     "Single-step methods meant to step past eps (RS-FGSM 1.25 eps) are rs_fgsm and n_fgsm")
+    return notes
