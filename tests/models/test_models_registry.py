@@ -15,6 +15,7 @@ SMALL = {
     "preact_resnet18": ({"width": 8}, (3, 32, 32)),
     "resnet18": ({"width": 8}, (3, 32, 32)),
     "wide_resnet": ({"depth": 10, "widen_factor": 1}, (3, 32, 32)),
+    "lowpass": ({"base": "small_cnn", "bandwidth": 8}, (1, 28, 28)),
 }
 # name -> (options, expected parameter count in millions at 10 classes); built only, never run
 HEAVY = {

@@ -21,7 +21,7 @@ EVAL_CASES = [
     (["--eps", "0.3", "--step-size", "0.5"], "--step-size must be in (0, eps=0.3] (got 0.5)"),
     (["--attacks", "clean,pgdd-20"], "unknown attack 'pgdd'; valid attacks: apgd-ce"),
     (["--attacks", "clean,pgd-0"], "attack 'pgd-0': steps and restarts must be >= 1"),
-    (["--model", "resnet50"], "unknown model 'resnet50'; valid models: preact_resnet18"),
+    (["--model", "resnet50"], "unknown model 'resnet50'; valid models: lowpass, preact_resnet18"),
     (["--data", "imagenet"], "unknown dataset 'imagenet'; valid datasets: cifar-10"),
     (["--checkpoint", "/nonexistent/run.pt"], "checkpoint /nonexistent/run.pt does not exist"),
     (["--data", "mnist", "--data-root", "/nonexistent", "--no-download"], "mnist: missing train-images-idx3-ubyte.gz"),

@@ -2,9 +2,11 @@
 
 from pgdat.methods import (  # noqa: F401  (register themselves)
     awp,
+    grad_align,
     long_tail,
     mart,
     pgd_at,
+    single_step,
     standard,
     temporal_ensembling,
     trades,

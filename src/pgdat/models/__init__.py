@@ -3,6 +3,7 @@
 Build one with :func:`create_model`; the architecture modules register themselves in :data:`MODELS` on import.
 """
 
+from pgdat.models import lowpass  # noqa: F401  (registers the low-pass wrapper model)
 from pgdat.models.layers import layer_groups
 from pgdat.models.normalize import Normalize, NormalizedModel
 from pgdat.models.preact_resnet import PreActBlock, PreActResNet

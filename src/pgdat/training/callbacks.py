@@ -41,7 +41,8 @@ class Callback:
 
 
 CALLBACKS: Registry[type[Callback]] = Registry("callback")
-CALLBACK_MODULES = ("pgdat.training.monitors",)  # modules whose import registers callbacks
+# modules whose import registers callbacks
+CALLBACK_MODULES = ("pgdat.training.monitors", "pgdat.training.co_monitor", "pgdat.analysis.ntk")
 
 
 def build_callbacks(specs: list[dict[str, Any]]) -> list[Callback]:

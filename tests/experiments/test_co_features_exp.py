@@ -1,0 +1,48 @@
+"""``pgdat repro co-features`` machinery on a tiny preset, and the paper preset's recipe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pgdat.config import load_config
+from pgdat.experiments import co_features as exp
+
+TINY = ["data.n_train=64", "data.val_size=32", "data.batch_size=64", "train.epochs=1", "attack.steps=1",
+        "attack.eps_warmup_epochs=0", "eval.attack=pgd-2", "eval.n_test=32", "eval.final_attacks=clean,fgsm,pgd-2",
+        "eval.n_final=32", "train.progress=false", "train.device=cpu"]
+
+
+def test_paper_preset_holds_the_co_features_recipe():
+    import pgdat.data.injected  # noqa: F401
+    import pgdat.training.co_monitor  # noqa: F401
+
+    spec = exp.PRESETS["paper"]
+    cfg = load_config(spec["recipe"], exp.run_overrides(spec, 6 / 255, 4.0, "fgsm_at"))
+    assert cfg.data.name == "cifar10" and cfg.model.name == "preact_resnet18" and cfg.train.epochs == 30
+    assert (cfg.optim.schedule, cfg.optim.lr, cfg.optim.peak, cfg.data.batch_size) == ("cyclic", 0.2, 0.5, 128)
+    assert cfg.eval.final_attacks.endswith("pgd-50x10") and cfg.eval.step_size == pytest.approx(2 / 255)
+    assert cfg.attack.eps == pytest.approx(6 / 255) and cfg.attack.bn_mode == "train"
+    assert dict(cfg.data.transforms[0]) == {"name": "inject_features", "beta": 4.0, "clip_injected": True}
+    assert cfg.train.callbacks[0]["name"] == "co_monitor"
+    assert {m for _, _, m in spec["grid"]} == set(exp.METHODS)
+
+
+@pytest.mark.slow
+def test_repro_co_features_tiny_preset(tmp_path, monkeypatch):
+    monitor = "{name: co_monitor, n_train: 16, n_val: 16, attack: pgd-2}"
+    tiny = {**exp.PRESETS["cpu"], "overrides": TINY, "monitor": monitor,
+            "grid": [(0.1, 0.0, "fgsm_at"), (0.1, 30.0, "n_fgsm")]}
+    monkeypatch.setitem(exp.PRESETS, "cpu", tiny)
+    rows = exp.run("cpu", tmp_path)
+    assert [(r["method"], r["beta"]) for r in rows] == [("fgsm_at", 0.0), ("n_fgsm", 30.0)]
+    for r in rows:
+        assert 0 <= r["pgd_acc"] <= r["fgsm_acc"] <= r["clean_acc"] <= 1 and r["co_detected"] in (True, False)
+        assert r["out_of_box"] == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["rows"]) == 2 and (tmp_path / "co_features.png").is_file()
+    run_dir = tmp_path / "n_fgsm_eps25.5_beta30"
+    assert "inject_features" in (run_dir / "config.yaml").read_text()
+    first = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[1])
+    assert {"co_val_pgd_acc", "co_train_fgsm_acc", "co_detected", "co_epoch"} <= set(first)

@@ -1,0 +1,83 @@
+"""The catastrophic-overfitting monitor: the ratio and Wong rules, metric keys, stop and rollback."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pgdat.config import load_config
+from pgdat.data.bundle import Split
+from pgdat.errors import PgdatError
+from pgdat.training.co_monitor import COMonitor, co_fires
+
+
+def test_ratio_rule_needs_collapse_and_gap():
+    hist = [0.40, 0.55, 0.60]
+    assert co_fires("ratio", pgd=0.05, fgsm=0.80, history=hist)          # collapse while FGSM holds
+    assert not co_fires("ratio", pgd=0.05, fgsm=0.10, history=hist)      # both collapsed: divergence, not CO
+    assert not co_fires("ratio", pgd=0.50, fgsm=0.90, history=hist)      # healthy gap, PGD near its peak
+    assert not co_fires("ratio", pgd=0.01, fgsm=0.90, history=[])        # first epoch has nothing to compare
+    assert not co_fires("ratio", pgd=0.0, fgsm=0.9, history=[0.02])      # peak below min_peak
+
+
+def test_wong_rule_is_a_drop_between_consecutive_checks():
+    assert co_fires("wong", pgd=0.30, fgsm=0.9, history=[0.9, 0.55])
+    assert not co_fires("wong", pgd=0.40, fgsm=0.9, history=[0.2, 0.55])
+    with pytest.raises(PgdatError, match="rule"):
+        co_fires("nope", pgd=0.1, fgsm=0.9, history=[0.5])
+    with pytest.raises(PgdatError, match="rule"):
+        COMonitor(rule="nope")
+
+
+def _trainer(tiny_model, tiny_batch):
+    x, y = tiny_batch
+    data = SimpleNamespace(train=Split(x[:48].contiguous(), y[:48]), val=Split(x[48:].contiguous(), y[48:]))
+    return SimpleNamespace(cfg=load_config("default", ["attack.eps=0.1"]), data=data, device=torch.device("cpu"),
+                           model=tiny_model, attack_model=tiny_model, history=[], stop_reason=None)
+
+
+def _run(monitor, trainer, accs, monkeypatch):
+    """Feed the monitor one epoch per (fgsm, pgd) pair; returns the metric dicts."""
+    it = iter([a for pair in accs for a in (pair, pair)])  # same numbers on the train batch and the val split
+    monkeypatch.setattr("pgdat.analysis.curvature.fgsm_pgd_gap",
+                        lambda *a, **k: dict(zip(("fgsm_acc", "pgd_acc"), next(it), strict=True)))
+    out = []
+    for epoch, _ in enumerate(accs, start=1):
+        m = {"epoch": epoch}
+        monitor.on_epoch_metrics(trainer, m)
+        trainer.history.append(m)
+        out.append(m)
+        if trainer.stop_reason:
+            break
+        with torch.no_grad():  # the "training" of this epoch: weights change after every check
+            for p in trainer.model.parameters():
+                p.add_(0.01)
+    return out
+
+
+HEALTHY = [(0.5, 0.30), (0.6, 0.42), (0.65, 0.45), (0.66, 0.44), (0.70, 0.47)]  # a PGD-AT-like run
+COLLAPSE = [(0.5, 0.30), (0.6, 0.42), (0.65, 0.45), (0.92, 0.03), (0.95, 0.00)]  # FGSM-AT with CO at epoch 4
+
+
+def test_monitor_stays_quiet_on_a_healthy_run(tiny_model, tiny_batch, monkeypatch):
+    ms = _run(COMonitor(stop=True), _trainer(tiny_model, tiny_batch), HEALTHY, monkeypatch)
+    assert len(ms) == 5 and not any(m["co_detected"] for m in ms) and ms[-1]["co_epoch"] is None
+    assert {"co_train_fgsm_acc", "co_train_pgd_acc", "co_val_fgsm_acc", "co_val_pgd_acc"} <= set(ms[-1])
+
+
+def test_monitor_fires_records_epoch_and_keeps_it(tiny_model, tiny_batch, monkeypatch):
+    ms = _run(COMonitor(), _trainer(tiny_model, tiny_batch), COLLAPSE, monkeypatch)
+    assert [m["co_detected"] for m in ms] == [False, False, False, True, True]
+    assert [m["co_epoch"] for m in ms] == [None, None, None, 4, 4]
+
+
+def test_monitor_stop_and_rollback_restore_pre_co_weights(tiny_model, tiny_batch, monkeypatch):
+    trainer = _trainer(tiny_model, tiny_batch)
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    ms = _run(COMonitor(stop=True, rollback=True), trainer, COLLAPSE, monkeypatch)
+    assert len(ms) == 4 and ms[-1]["co_detected"] and "catastrophic overfitting at epoch 4" in trainer.stop_reason
+    assert ms[-1]["co_rolled_back_to_epoch"] == 3
+    for n, p in trainer.model.named_parameters():  # the epoch-3 weights: two 0.01 steps after the start
+        assert torch.allclose(p, start[n] + 0.02), n
