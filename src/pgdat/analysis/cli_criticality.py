@@ -1,0 +1,71 @@
+"""``pgdat analyze criticality RUN_OR_CHECKPOINT ... --data NAME --out DIR``: layer criticality of one or more runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from pgdat.cli.analyze import register_analysis
+from pgdat.errors import PgdatError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", help="run directories or checkpoint files (label=PATH to name a row)")
+    p.add_argument("--data", default="mnist5k", help="dataset whose test split gives the evaluation subset")
+    p.add_argument("--n", type=int, default=1000, help="size of the fixed evaluation subset (first N test images)")
+    p.add_argument("--reset", default="rerandomize", choices=("rerandomize", "reinit", "zero"),
+                   help="rerandomize: fresh draw of the architecture's init (paper); reinit: the run's init.pt")
+    p.add_argument("--layers", default="conv+linear", choices=("conv+linear", "conv+linear+bn", "block"))
+    p.add_argument("--trials", type=int, default=3, help="random draws per layer (paper: 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eps", default=None, help="also measure on PGD examples of this Linf/L2 radius (e.g. 8/255)")
+    p.add_argument("--norm", default="linf", choices=("linf", "l2"))
+    p.add_argument("--steps", type=int, default=10,
+                   help="PGD steps for the adversarial inputs (step size 2.5 eps/steps)")
+    p.add_argument("--out", required=True, help="output directory (criticality.json, criticality.md, heatmap.png)")
+
+
+def load_subset(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The first ``n`` test images of ``name`` as float (N, C, H, W) in [0, 1], labels (N,) and their indices."""
+    from pgdat.data import load_dataset
+
+    test = load_dataset(name).test
+    if not 1 <= n <= len(test.y):
+        raise PgdatError(f"--n must be in [1, {len(test.y)}] for {name} (got {n})")
+    return test.x[:n].float() / 255.0, test.y[:n], test.index[:n].tolist()
+
+
+def run(args: argparse.Namespace) -> int:
+    from pgdat.analysis.criticality import checkpoint_criticality, format_table, plot_heatmap
+    from pgdat.threat import parse_eps
+
+    x, y, idx = load_subset(args.data, args.n)
+    adv = None
+    if args.eps is not None:
+        eps = parse_eps(args.eps)
+        adv = {"eps": eps, "step_size": 2.5 * eps / args.steps, "steps": args.steps, "norm": args.norm}
+    results = {}
+    for spec in args.runs:
+        label, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
+        results[label] = checkpoint_criticality(path, x, y, reset=args.reset, layers=args.layers,
+                                                trials=args.trials, seed=args.seed, adversarial=adv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"data": args.data, "indices": idx, "runs": results}
+    (out / "criticality.json").write_text(json.dumps(payload, indent=2))
+    kinds = ["clean"] + (["adv"] if adv else [])
+    text = "\n\n".join(format_table({k: r[kind] for k, r in results.items()}) for kind in kinds)
+    (out / "criticality.md").write_text("```\n" + text + "\n```\n")
+    for kind in kinds:
+        plot_heatmap({k: r[kind] for k, r in results.items()}, out / f"heatmap_{kind}.png",
+                     title=f"layer criticality ({kind} inputs, reset={args.reset})")
+    print(text)
+    print(f"wrote {out / 'criticality.json'}, {out / 'criticality.md'} and heatmap_*.png")
+    return 0
+
+
+register_analysis("criticality", "layer criticality: reset each conv/linear layer and measure the output change",
+                  add_arguments, run)

@@ -1,0 +1,280 @@
+"""Empirical neural tangent kernel (eNTK) of a model on a probe set, kernel metrics, and a Trainer callback.
+
+With f_theta: R^d -> R^C the logits and J(x) = df(x)/dtheta (C, P), the kernel kinds on probes x_1..x_N are
+``full`` ((N*C, N*C), rows ordered probe-major: index i*C + c), ``trace`` (N, N: sum_c J_c(x_i).J_c(x_j)),
+``logit_sum`` (N, N: gradients of sum_c f_c) and ``class:c`` (N, N: one logit). Per-example gradients come from
+``torch.func`` (``vmap`` over ``grad``/``jacrev`` of a ``functional_call``); BatchNorm is in eval mode by default so
+that J(x_i) does not depend on the other probes. :func:`empirical_ntk_explicit` is the loop-over-outputs reference.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jacrev, jvp, vjp, vmap
+
+from pgdat.attacks import attack_mode
+from pgdat.errors import PgdatError
+from pgdat.training.callbacks import CALLBACKS, Callback
+
+
+def _check_kind(kind: str, num_classes: int | None = None) -> None:
+    ok = kind in ("full", "trace", "logit_sum") or (kind.startswith("class:") and kind[6:].isdigit())
+    if not ok:
+        raise PgdatError(f"kernel kind must be full, trace, logit_sum or class:<c> (got '{kind}')")
+    if num_classes is not None and kind.startswith("class:") and int(kind[6:]) >= num_classes:
+        raise PgdatError(f"kernel kind '{kind}': class index must be < {num_classes}")
+
+
+def _flat_grads(model: nn.Module, x: torch.Tensor, out_fn: Any, chunk: int, jac: bool) -> torch.Tensor:
+    """Per-probe gradients of ``out_fn(logits)`` w.r.t. all trainable parameters, flattened: (N, P) for a scalar
+    output (``jac=False``) or (N, C, P) for the logit vector (``jac=True``)."""
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def f(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
+        return out_fn(functional_call(model, (p, buffers), (xi.unsqueeze(0),))[0])
+
+    d = vmap(jacrev(f) if jac else grad(f), in_dims=(None, 0))
+    out = []
+    for i in range(0, len(x), chunk):
+        g = d(params, x[i:i + chunk])
+        out.append(torch.cat([g[k].flatten(2 if jac else 1).float() for k in params], dim=-1))
+    return torch.cat(out)
+
+
+def empirical_ntk(model: nn.Module, x: torch.Tensor, *, kind: str = "trace", bn_mode: str = "eval",
+                  chunk: int = 32, max_bytes: int = 2**31) -> torch.Tensor:
+    """eNTK of ``model`` on probes ``x`` (N, ...) via ``torch.func``; fp32, shape per ``kind`` (module docstring).
+
+    Memory: ``full`` holds all per-probe Jacobians (N*C*P floats); ``trace`` does too when that is at most
+    ``max_bytes``, else it loops over the classes holding N*P floats at a time (C times slower).
+    """
+    _check_kind(kind)
+    with attack_mode(model, bn_mode), torch.enable_grad():
+        if kind == "full":
+            j = _flat_grads(model, x, lambda z: z, chunk, jac=True)  # (N, C, P)
+            j = j.flatten(0, 1)
+            return j @ j.T
+        if kind == "logit_sum":
+            g = _flat_grads(model, x, lambda z: z.sum(), chunk, jac=False)
+            return g @ g.T
+        if kind.startswith("class:"):
+            c = int(kind[6:])
+            g = _flat_grads(model, x, lambda z: z[c], chunk, jac=False)
+            return g @ g.T
+        num_classes = model(x[:1]).shape[1]
+        n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if len(x) * num_classes * n_params * 4 <= max_bytes:  # one jacrev pass: fastest when the Jacobian fits
+            j = _flat_grads(model, x, lambda z: z, chunk, jac=True).flatten(1)  # (N, C * P)
+            return j @ j.T
+        k = torch.zeros(len(x), len(x))
+        for c in range(num_classes):
+            g = _flat_grads(model, x, lambda z, c=c: z[c], chunk, jac=False)
+            k += g @ g.T
+        return k
+
+
+def empirical_ntk_explicit(model: nn.Module, x: torch.Tensor, *, kind: str = "trace",
+                           bn_mode: str = "eval") -> torch.Tensor:
+    """Reference eNTK: one ``torch.autograd.grad`` per (probe, logit), explicit Jacobian (N, C, P), then J J^T."""
+    _check_kind(kind)
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = []
+    with attack_mode(model, bn_mode), torch.enable_grad():
+        for i in range(len(x)):
+            z = model(x[i:i + 1])[0]
+            rows.append(torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(z[c], params,
+                                                                                          retain_graph=True)])
+                                     for c in range(len(z))]))
+    j = torch.stack(rows).float()  # (N, C, P)
+    if kind == "full":
+        jf = j.flatten(0, 1)
+        return jf @ jf.T
+    if kind == "trace":
+        return torch.einsum("icp,jcp->ij", j, j)
+    g = j.sum(1) if kind == "logit_sum" else j[:, int(kind[6:])]
+    return g @ g.T
+
+
+def kernel_distance(k1: torch.Tensor, k2: torch.Tensor) -> float:
+    """S(K1, K2) = 1 - <K1, K2>_F / (||K1||_F ||K2||_F), in [0, 1] for PSD kernels (0: same up to scale)."""
+    if k1.shape != k2.shape:
+        raise PgdatError(f"kernel shapes differ: {tuple(k1.shape)} vs {tuple(k2.shape)} (use the same probe set)")
+    a, b = k1.double(), k2.double()
+    return float(1.0 - (a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-300))
+
+
+def kernel_velocity(kernels: list[torch.Tensor], steps: list[float]) -> list[float]:
+    """v(t) = S(K_t, K_{t+1}) / (step_{t+1} - step_t) for consecutive snapshots (length len(kernels) - 1)."""
+    return [kernel_distance(a, b) / max(t1 - t0, 1e-12)
+            for a, b, t0, t1 in zip(kernels[:-1], kernels[1:], steps[:-1], steps[1:], strict=True)]
+
+
+def spectrum(k: torch.Tensor, *, top: int = 20) -> dict[str, Any]:
+    """Eigen-spectrum (fp64) of a PSD kernel: top eigenvalues, top-10/20 mass (squared), effective rank
+    exp(entropy of lambda / sum lambda), participation ratio (sum l)^2 / sum l^2, condition lambda_1 / lambda_k."""
+    lam = torch.linalg.eigvalsh(k.double()).flip(0).clamp_min(0.0)
+    total, sq = lam.sum(), (lam ** 2).sum()
+    p = lam / total.clamp_min(1e-300)
+    nz = p[p > 0]
+    kk = min(top, len(lam))
+    return {"eigenvalues": lam[:top].tolist(), "top_eigenvalue": float(lam[0]),
+            "top10_mass": float((lam[:10] ** 2).sum() / sq.clamp_min(1e-300)),
+            "top20_mass": float((lam[:20] ** 2).sum() / sq.clamp_min(1e-300)),
+            "effective_rank": float(torch.exp(-(nz * nz.log()).sum())),
+            "participation_ratio": float(total ** 2 / sq.clamp_min(1e-300)),
+            "condition_top": float(lam[0] / lam[kk - 1].clamp_min(1e-300)), "n": len(lam)}
+
+
+def kernel_target_alignment(k: torch.Tensor, y: torch.Tensor, *, centered: bool = False) -> float:
+    """A(K, Y) = <K, Y Y^T>_F / (||K||_F ||Y Y^T||_F) for an N x N kernel and labels ``y`` (N,) (one-hot Y);
+    ``centered`` uses H K H and H Y Y^T H with H = I - 11^T / N."""
+    yy = torch.nn.functional.one_hot(y.long()).double()
+    t, kk = yy @ yy.T, k.double()
+    if centered:
+        h = torch.eye(len(y), dtype=torch.float64) - 1.0 / len(y)
+        t, kk = h @ t @ h, h @ kk @ h
+    return float((kk * t).sum() / (kk.norm() * t.norm()).clamp_min(1e-300))
+
+
+def polar_dynamics(kernels: list[torch.Tensor]) -> list[dict[str, float]]:
+    """Per snapshot t: radius ||K_t - K_0||_F / ||K_T - K_0||_F and angle arccos(1 - S(K_t, K_0)) [rad]."""
+    k0, kt = kernels[0].double(), kernels[-1].double()
+    span = (kt - k0).norm().clamp_min(1e-300)
+    return [{"radius": float((k.double() - k0).norm() / span),
+             "angle": math.acos(min(1.0, max(-1.0, 1.0 - kernel_distance(k, k0))))} for k in kernels]
+
+
+def lambda_max(model: nn.Module, x: torch.Tensor, *, iters: int = 20, seed: int = 0, bn_mode: str = "eval") -> float:
+    """Largest eigenvalue of the ``full`` eNTK on ``x`` without forming it: power iteration v <- J^T J v in
+    parameter space (one ``jvp`` and one ``vjp`` per step); lambda = ||J v||^2 for the unit vector v."""
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    v = {k: torch.randn(p.shape, generator=g, device=p.device, dtype=p.dtype) for k, p in params.items()}
+    lam = 0.0
+    with attack_mode(model, bn_mode), torch.enable_grad():
+        def f(p: dict[str, torch.Tensor]) -> torch.Tensor:
+            return functional_call(model, (p, buffers), (x,))
+
+        _, vjp_fn = vjp(f, params)
+        for _ in range(iters):
+            norm = torch.sqrt(sum((t.double() ** 2).sum() for t in v.values()))
+            v = {k: t / norm for k, t in v.items()}
+            _, jv = jvp(f, (params,), (v,))
+            lam = float((jv.double() ** 2).sum())
+            (v,) = vjp_fn(jv)
+    return lam
+
+
+def balanced_probe(y: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor:
+    """Positions (n,) of a class-balanced random subset of labels ``y`` (round-robin over classes), sorted."""
+    g = torch.Generator().manual_seed(seed)
+    classes = torch.unique(y)
+    pools = [torch.nonzero(y == c).flatten()[torch.randperm(int((y == c).sum()), generator=g)] for c in classes]
+    picked = [int(pool[i]) for i in range(max(len(p) for p in pools)) for pool in pools if i < len(pool)][:n]
+    if len(picked) < n:
+        raise PgdatError(f"probe size {n} exceeds the {len(y)} available examples")
+    return torch.tensor(sorted(picked))
+
+
+@CALLBACKS.register("ntk_snapshot")
+class NTKSnapshot(Callback):
+    """Every ``every`` epochs (and before training) compute the eNTK on a fixed class-balanced training probe and
+    save ``RUN/ntk/epoch_E.pt`` ({kernel (if save_kernel), spectrum, probe indices, kind, bn_mode}); adds the
+    metrics ``ntk_distance_to_prev``, ``ntk_top_eigenvalue`` and ``ntk_effective_rank`` to the epoch's log.
+
+    adv: PGD arguments (eps, step_size, steps) to also snapshot the kernel on the probes' adversarial examples
+    (crafted at each snapshot against the current model, seed 0), saved under ``kernel_adv``/``spectrum_adv``.
+    """
+
+    def __init__(self, every: int = 1, probe: int = 100, kind: str = "trace", seed: int = 0,
+                 save_kernel: bool = True, adv: dict[str, Any] | None = None, bn_mode: str = "eval") -> None:
+        if every < 1 or probe < 2:
+            raise PgdatError(f"NTKSnapshot: every must be >= 1 and probe >= 2 (got {every}, {probe})")
+        _check_kind(kind)
+        self.every, self.n, self.kind, self.seed = every, probe, kind, seed
+        self.save_kernel, self.adv, self.bn_mode = save_kernel, adv, bn_mode
+        self.prev: torch.Tensor | None = None
+
+    def _probe(self, trainer: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        train = trainer.data.train
+        pos = balanced_probe(train.y, self.n, seed=self.seed)
+        return (train.x[pos].float() / 255.0).to(trainer.device), train.y[pos].to(trainer.device), train.index[pos]
+
+    def snapshot(self, trainer: Any, epoch: int) -> dict[str, Any]:
+        """Compute and save the snapshot of ``trainer.model`` at ``epoch``; returns its record."""
+        x, y, idx = self._probe(trainer)
+        model = trainer.model
+        k = empirical_ntk(model, x, kind=self.kind, bn_mode=self.bn_mode)
+        rec: dict[str, Any] = {"epoch": epoch, "kind": self.kind, "bn_mode": self.bn_mode, "probe_index": idx,
+                               "spectrum": spectrum(k)}
+        rec["distance_to_prev"] = kernel_distance(self.prev, k) if self.prev is not None else None
+        if self.save_kernel:
+            rec["kernel"] = k
+        if self.adv:
+            from pgdat.attacks import pgd
+
+            x_adv = pgd(model, x, y, generator=torch.Generator(device=x.device).manual_seed(0), **self.adv)
+            ka = empirical_ntk(model, x_adv, kind=self.kind, bn_mode=self.bn_mode)
+            rec |= {"spectrum_adv": spectrum(ka), "clean_adv_distance": kernel_distance(k, ka)}
+            if self.save_kernel:
+                rec["kernel_adv"] = ka
+        self.prev = k
+        if trainer.dist.is_main:
+            from pgdat.checkpoint import save_checkpoint
+
+            (trainer.out / "ntk").mkdir(parents=True, exist_ok=True)
+            save_checkpoint(rec, trainer.out / "ntk" / f"epoch_{epoch}.pt")
+        return rec
+
+    def on_fit_start(self, trainer: Any) -> None:
+        if self.prev is None and trainer.epoch % self.every == 0:
+            path = trainer.out / "ntk" / f"epoch_{trainer.epoch}.pt"
+            self.prev = load_snapshot(path)["kernel"] if path.is_file() and self.save_kernel else None
+            if self.prev is None:
+                self.snapshot(trainer, trainer.epoch)
+
+    def on_epoch_metrics(self, trainer: Any, metrics: dict[str, Any]) -> None:
+        if trainer.epoch % self.every:
+            return
+        rec = self.snapshot(trainer, trainer.epoch)
+        metrics |= {"ntk_distance_to_prev": rec["distance_to_prev"],
+                    "ntk_top_eigenvalue": rec["spectrum"]["top_eigenvalue"],
+                    "ntk_effective_rank": rec["spectrum"]["effective_rank"]}
+
+
+def load_snapshot(path: str | Path) -> dict[str, Any]:
+    """One ``ntk/epoch_E.pt`` record (see :class:`NTKSnapshot`)."""
+    from pgdat.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)
+
+
+def load_snapshots(run: str | Path) -> list[dict[str, Any]]:
+    """All NTK snapshots of a run directory, sorted by epoch."""
+    files = sorted((Path(run) / "ntk").glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    if not files:
+        raise PgdatError(f"{run}/ntk has no epoch_E.pt snapshots: train with the NTKSnapshot callback")
+    return [load_snapshot(f) for f in files]
+
+
+def snapshot_rows(snaps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-snapshot rows: epoch, kernel distance to the previous snapshot, velocity per epoch, spectrum stats."""
+    rows, prev = [], None
+    for s in snaps:
+        dist = s.get("distance_to_prev")
+        if prev is not None and "kernel" in s and "kernel" in prev:
+            dist = kernel_distance(prev["kernel"], s["kernel"])
+        gap = s["epoch"] - prev["epoch"] if prev is not None else math.nan
+        rows.append({"epoch": s["epoch"], "kernel_distance_to_prev": dist,
+                     "velocity_per_epoch": dist / gap if dist is not None else None,
+                     "top_eigenvalue": s["spectrum"]["top_eigenvalue"],
+                     "effective_rank": s["spectrum"]["effective_rank"]})
+        prev = s
+    return rows

@@ -1,0 +1,94 @@
+"""Layer criticality: definition, deep-copy restore, reset kinds, layer selection, CLI and heat map."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pgdat.analysis import criticality as crit
+from pgdat.errors import PgdatError
+
+
+def _state_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_state_restored_bit_exactly_and_eval_mode(tiny_model, tiny_batch):
+    before = copy.deepcopy(tiny_model.state_dict())
+    tiny_model.train()
+    res = crit.layer_criticality(tiny_model, tiny_batch[0], tiny_batch[1], trials=2, layers="conv+linear+bn")
+    assert _state_equal(before, tiny_model.state_dict())
+    assert tiny_model.training  # mode restored too
+    assert [u.name for u in res.units] == ["conv", "bn", "fc"]
+    assert res.cos.shape == (2, 3)
+
+
+def test_reset_to_own_weights_gives_zero(tiny_model, tiny_batch):
+    own = crit.clone_state(tiny_model)
+    res = crit.layer_criticality(tiny_model, tiny_batch[0], reset="reinit", init_state=own, trials=1)
+    assert res.criticality.abs().max() < 1e-4
+
+
+def test_definition_matches_manual_computation(tiny_model, tiny_batch):
+    x = tiny_batch[0]
+    fresh = copy.deepcopy(tiny_model)
+    torch.manual_seed(5)
+    for m in fresh.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    src = crit.clone_state(fresh)
+    res = crit.layer_criticality(tiny_model, x, init_fn=lambda seed: src, trials=1)
+    with torch.no_grad():
+        p0 = torch.softmax(tiny_model(x), 1)
+        manual = copy.deepcopy(tiny_model)
+        manual.fc.load_state_dict(fresh.fc.state_dict())
+        p = torch.softmax(manual(x), 1)
+    expected = 100 * (1 - torch.nn.functional.cosine_similarity(p0, p, dim=1).mean())
+    assert float(res.criticality[1]) == pytest.approx(float(expected), abs=1e-4)
+    assert 0 < float(expected) <= 100
+
+
+def test_seeded_repeat_and_summary(tiny_model, tiny_batch):
+    a = crit.layer_criticality(tiny_model, *tiny_batch, trials=3, seed=1).summary()
+    b = crit.layer_criticality(tiny_model, *tiny_batch, trials=3, seed=1).summary()
+    assert a["layers"] == b["layers"]
+    assert set(a["stages"]) == {"stem", "head"}
+    assert a["base_top1"] > 0.9
+    assert all(0 <= r["criticality"] <= 100 for r in a["layers"])
+    z = crit.layer_criticality(tiny_model, *tiny_batch, reset="zero", trials=1).summary()
+    assert z["layers"][1]["top1"] < 0.5  # zeroing the head leaves constant logits
+
+
+def test_block_grouping_and_errors(tiny_model, tiny_batch):
+    units = crit.select_layers(tiny_model, "block")
+    assert [u.modules for u in units] == [("conv",), ("fc",)]
+    with pytest.raises(PgdatError, match="reset"):
+        crit.layer_criticality(tiny_model, tiny_batch[0], reset="shuffle")
+    with pytest.raises(PgdatError, match="init_state"):
+        crit.layer_criticality(tiny_model, tiny_batch[0], reset="reinit")
+    with pytest.raises(PgdatError, match="layers"):
+        crit.select_layers(tiny_model, "everything")
+
+
+def test_checkpoint_criticality_cli_and_heatmap(tmp_path, tiny_overrides):
+    from pgdat.cli.main import main
+    from pgdat.config import load_config
+    from pgdat.training import Trainer
+    from pgdat.training.callbacks import MetricsLogger
+
+    cfg = load_config("default", tiny_overrides + ["train.epochs=1", "method.name=standard", "data.n_train=128"])
+    Trainer(cfg, tmp_path / "run", callbacks=[MetricsLogger()]).fit()
+    out = tmp_path / "crit"
+    rc = main(["analyze", "criticality", f"std={tmp_path / 'run'}", "--n", "64", "--trials", "2",
+               "--eps", "0.1", "--steps", "2", "--reset", "reinit", "--out", str(out)])
+    assert rc == 0
+    import json
+
+    payload = json.loads((out / "criticality.json").read_text())
+    s = payload["runs"]["std"]
+    assert [r["layer"] for r in s["clean"]["layers"]] == ["net.conv1", "net.conv2", "net.linear1", "net.linear2"]
+    assert s["adv"]["meta"]["attack"]["eps"] == pytest.approx(0.1)
+    assert len(payload["indices"]) == 64
+    assert (out / "heatmap_clean.png").stat().st_size > 0 and (out / "heatmap_adv.png").is_file()
