@@ -13,6 +13,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 CURVES = [("train", "-"), ("val", "--"), ("test", ":")]
 
 
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` via a temp file and a rename (a reader never sees a half-written PNG); close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def plot_learning_curves(history: list[dict[str, Any]], path: Path, *, best_epoch: int | None = None,
                          title: str = "") -> Path:
     """Clean (blue) and robust (red) accuracy for train/val/test over epochs, plus the learning rate."""
@@ -36,12 +46,7 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, *, best_epoc
     ax_lr.set_xlabel("epoch")
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_series(history: list[dict[str, Any]], keys: list[str], path: Path, *, ylabel: str, band: str | None = None,
@@ -64,11 +69,7 @@ def plot_series(history: list[dict[str, Any]], keys: list[str], path: Path, *, y
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_per_class(metrics: dict[str, Any], path: Path, *, title: str = "") -> Path | None:
@@ -85,8 +86,4 @@ def plot_per_class(metrics: dict[str, Any], path: Path, *, title: str = "") -> P
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=100)
