@@ -52,6 +52,17 @@ class StepContext:
     after_step: list[Callable[[], None]] = field(default_factory=list)
 
 
+def eps_ramp(ctx: StepContext) -> float:
+    """Warm-up factor in [0, 1] at ``ctx.progress``: linear over ``attack.eps_warmup_epochs`` (1 when that is 0)."""
+    w = ctx.attack.eps_warmup_epochs
+    return min(1.0, ctx.progress / w) if w > 0 else 1.0
+
+
+def train_eps(ctx: StepContext) -> float:
+    """The training radius at ``ctx.progress`` (pixel units): ``attack.eps`` times :func:`eps_ramp`."""
+    return ctx.attack.eps * eps_ramp(ctx)
+
+
 def craft(
     ctx: StepContext,
     x: torch.Tensor,
@@ -66,7 +77,7 @@ def craft(
     With ``attack.eps_warmup_epochs`` the radius and step size grow linearly with ``ctx.progress``.
     """
     a = ctx.attack
-    ramp = min(1.0, ctx.progress / a.eps_warmup_epochs) if a.eps_warmup_epochs > 0 else 1.0
+    ramp = eps_ramp(ctx)
     spec_kw = {"threat": ThreatModel(a.norm, a.eps * ramp), "step_size": a.step_size * ramp, "steps": a.steps,
                "init": init or a.init} | overrides
     return perturb(ctx.attack_model, x, y, AttackSpec(**spec_kw), loss=loss or a.loss, restarts=a.restarts,

@@ -17,9 +17,9 @@ from torch import nn
 
 from pgdat.attacks.core import attack_mode
 from pgdat.errors import PgdatError
-from pgdat.methods.base import METHODS, StepContext
+from pgdat.methods.base import METHODS, StepContext, train_eps
 from pgdat.methods.pgd_at import pgd_at_objective
-from pgdat.methods.single_step import CO_MONITOR, _eps, single_step
+from pgdat.methods.single_step import CO_MONITOR, single_step
 
 FIRST_POINTS = ("clean", "adv")
 MAX_RULE_EPS = 16 / 255  # the largest radius the paper's lambda rule was used at
@@ -60,7 +60,7 @@ def grad_align(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepCont
     """FGSM (zero init, step eps) loss + lam * (1 - cos); returns also ``grad_align_cos`` (detached)."""
     if first_point not in FIRST_POINTS:
         raise PgdatError(f"grad_align first_point must be one of {', '.join(FIRST_POINTS)} (got '{first_point}')")
-    eps = _eps(ctx)
+    eps = train_eps(ctx)
     if lam is None:
         if ctx.attack.eps > MAX_RULE_EPS + 1e-9:
             warnings.warn(f"grad_align: the paper's lambda(eps) rule covers eps <= 16/255 (got {ctx.attack.eps:.4g}); "

@@ -11,18 +11,11 @@ import torch
 from torch import nn
 
 from pgdat.errors import PgdatError
-from pgdat.methods.base import METHODS, StepContext, craft
+from pgdat.methods.base import METHODS, StepContext, craft, train_eps
 from pgdat.methods.pgd_at import pgd_at_objective
 
 # on by default for single-step methods (configure it in train.callbacks); registered by pgdat.training.co_monitor
 CO_MONITOR = ({"name": "co_monitor"},)
-
-
-def _eps(ctx: StepContext) -> float:
-    """The training radius after the eps warm-up (pixel units)."""
-    a = ctx.attack
-    ramp = min(1.0, ctx.progress / a.eps_warmup_epochs) if a.eps_warmup_epochs > 0 else 1.0
-    return a.eps * ramp
 
 
 def single_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, *, alpha: float, init: str,
@@ -30,7 +23,8 @@ def single_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, *, alpha: fl
     """One signed-gradient step of length ``alpha * eps`` from ``init``; x_adv (B, C, H, W) in [0,1]."""
     if not alpha > 0:
         raise PgdatError(f"single-step alpha must be > 0 (a multiple of attack.eps; got {alpha})")
-    return craft(ctx, x, y, init=init, steps=1, step_size=alpha * _eps(ctx), init_scale=init_scale, project=project)
+    return craft(ctx, x, y, init=init, steps=1, step_size=alpha * train_eps(ctx), init_scale=init_scale,
+                 project=project)
 
 
 @METHODS.register("fgsm_at")

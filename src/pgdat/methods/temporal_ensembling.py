@@ -31,13 +31,13 @@ def te_ramp(epoch: int, start: int, end: int) -> float:
     return math.exp(-5.0 * (1.0 - (epoch - start) / (end - start)) ** 2)
 
 
-def update_targets(ctx: StepContext, x: torch.Tensor, momentum: float, num_classes: int) -> torch.Tensor:
+def update_targets(ctx: StepContext, x: torch.Tensor, momentum: float) -> torch.Tensor:
     """EMA-update S at ``ctx.index`` with eval-mode clean softmax; return the renormalised targets s_hat (B, C)."""
     if ctx.index is None:
         raise PgdatError("temporal ensembling needs per-example indices (the trainer provides them)")
     state = ctx.state.get("te_targets")
     if state is None:
-        state = ctx.state["te_targets"] = torch.zeros(ctx.n_index, num_classes, device=x.device)
+        state = ctx.state["te_targets"] = torch.zeros(ctx.n_index, ctx.num_classes, device=x.device)
     with torch.no_grad(), attack_mode(ctx.attack_model, "eval"):
         p = F.softmax(ctx.attack_model(x).float(), dim=1)
     rows = momentum * state[ctx.index] + (1 - momentum) * p
@@ -50,7 +50,7 @@ def te_penalty(logits: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
     return (F.softmax(logits.float(), dim=1) - s_hat).pow(2).mean(dim=1)
 
 
-def _setup(ctx: StepContext, x: torch.Tensor, num_classes: int, momentum: float, w_max: float, start_epoch: int,
+def _setup(ctx: StepContext, x: torch.Tensor, momentum: float, w_max: float, start_epoch: int,
            end_epoch: int) -> tuple[float, torch.Tensor | None]:
     """(weight w, s_hat or None before ``start_epoch``); checks the attack has one start."""
     if ctx.attack.restarts != 1:
@@ -60,15 +60,14 @@ def _setup(ctx: StepContext, x: torch.Tensor, num_classes: int, momentum: float,
     e = ctx.epoch + 1
     if e < start_epoch:
         return 0.0, None
-    return w_max * te_ramp(e, start_epoch, end_epoch), update_targets(ctx, x, momentum, num_classes)
+    return w_max * te_ramp(e, start_epoch, end_epoch), update_targets(ctx, x, momentum)
 
 
 @METHODS.register("pgd_at_te")
 def pgd_at_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, momentum: float = 0.9,
               w_max: float = 300.0, start_epoch: int = 90, end_epoch: int = 150) -> dict[str, torch.Tensor]:
     """PGD-AT + TE: CE(f(x'), y) + w * penalty(f(x')), x' maximising the same objective."""
-    num_classes = ctx.num_classes
-    w, s_hat = _setup(ctx, x, num_classes, momentum, w_max, start_epoch, end_epoch)
+    w, s_hat = _setup(ctx, x, momentum, w_max, start_epoch, end_epoch)
     if s_hat is None:
         x_adv = craft(ctx, x, y)
     else:
@@ -89,7 +88,7 @@ def trades_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepConte
               momentum: float = 0.9, w_max: float = 300.0, start_epoch: int = 90, end_epoch: int = 150
               ) -> dict[str, torch.Tensor]:
     """TRADES + TE: inner ascent on KL + w * penalty(f(x')); outer CE(f(x)) + beta KL + w * penalty(f(x))."""
-    w, s_hat = _setup(ctx, x, ctx.num_classes, momentum, w_max, start_epoch, end_epoch)
+    w, s_hat = _setup(ctx, x, momentum, w_max, start_epoch, end_epoch)
     with torch.no_grad(), attack_mode(ctx.attack_model, ctx.attack.bn_mode):
         p_clean = F.softmax(ctx.attack_model(x).float(), dim=1)
     if s_hat is None:
