@@ -116,9 +116,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", *, which: s
 
     which: the state_dict key to load (``model``, or ``ema`` for weight-averaged weights when the run kept them).
     """
-    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(path), device, which=which, source=resolve_checkpoint(path))
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu", *, which: str = "model",
+                          source: Any = "checkpoint") -> nn.Module:
+    """The model of an already loaded checkpoint dict (eval mode, on ``device``)."""
     if "model_config" not in ckpt or which not in ckpt:
-        raise PgdatError(f"{resolve_checkpoint(path)} is not a pgdat checkpoint (needs 'model_config' and '{which}')")
+        raise PgdatError(f"{source} is not a pgdat checkpoint (needs 'model_config' and '{which}')")
     model = build_model(ckpt["model_config"])
     model.load_state_dict(ckpt[which])
     return model.to(device).eval()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, load_model
+from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, model_from_checkpoint
 from pgdat.cli.main import register_command
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
@@ -47,8 +47,9 @@ def _model_and_data(args: argparse.Namespace):
     bundle = load_dataset(args.data, root=args.data_root, download=not args.no_download)
     info = bundle.info
     if args.checkpoint:
-        model = load_model(args.checkpoint, device=args.device)
-        cfg = load_checkpoint(args.checkpoint)["model_config"]
+        ckpt = load_checkpoint(args.checkpoint)
+        model = model_from_checkpoint(ckpt, args.device, source=args.checkpoint)
+        cfg = ckpt["model_config"]
     else:
         torch.manual_seed(args.seed)
         cfg = model_config(args.model or "small_cnn", info.num_classes, info.shape[0], info.mean, info.std)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pgdat.checkpoint import atomic_write_bytes, build_model, load_checkpoint
+from pgdat.checkpoint import atomic_write_bytes, load_model
 from pgdat.data.bundle import as_unit_float
 from pgdat.eval import evaluate
 from pgdat.training.distributed import all_reduce_sum
@@ -85,9 +85,8 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
         path = trainer.out / f"{which}.pt"
         if not path.exists():
             continue
-        model = build_model(trainer.model_cfg).to(trainer.device)
-        model.load_state_dict(load_checkpoint(path, map_location=trainer.device)["model"])
-        res = evaluate(model.eval(), x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
+        model = load_model(path, trainer.device)
+        res = evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                        batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed)
         summary[which] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
                           "per_class": res.per_class(y, trainer.data.info.num_classes),
