@@ -96,11 +96,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return obj
 
 
-def model_config(name: str, num_classes: int, in_channels: int, mean: Any, std: Any, **kwargs: Any) -> dict:
-    """The recipe :func:`load_model` needs to rebuild a model."""
-    return {"name": name, "num_classes": int(num_classes), "in_channels": int(in_channels),
-            "mean": list(mean) if mean is not None else None, "std": list(std) if std is not None else None,
-            "kwargs": dict(kwargs)}
+def model_config(name: str, num_classes: int, in_channels: int, mean: Any, std: Any, *,
+                 input_norm: str | None = None, **kwargs: Any) -> dict:
+    """The recipe :func:`load_model` needs to rebuild a model. mean/std: the in-model normalisation (None:
+    identity); input_norm: the ``model.input_norm`` setting that chose them, recorded for the run's record."""
+    cfg = {"name": name, "num_classes": int(num_classes), "in_channels": int(in_channels),
+           "mean": list(mean) if mean is not None else None, "std": list(std) if std is not None else None,
+           "kwargs": dict(kwargs)}
+    if input_norm is not None:
+        cfg["input_norm"] = input_norm
+    return cfg
 
 
 def build_model(cfg: dict) -> nn.Module:

@@ -26,6 +26,10 @@ class DataConfig:
 class ModelConfig:
     name: str = "small_cnn"            # model registry name
     kwargs: dict[str, Any] = field(default_factory=dict)  # architecture options, e.g. {width: 16}
+    input_norm: str = "dataset"        # normalisation layer inside the model (eps stays in pixel units): dataset
+    #                                    (training-split mean/std) | none (identity) | custom (norm_mean, norm_std)
+    norm_mean: tuple[float, ...] = ()  # input_norm=custom: per-channel mean, pixel units
+    norm_std: tuple[float, ...] = ()   # input_norm=custom: per-channel std (> 0), pixel units
 
 
 @dataclass(frozen=True)

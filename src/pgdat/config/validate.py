@@ -53,6 +53,7 @@ def _check_names(cfg: Config) -> None:
     from pgdat.attacks.losses import LOSSES
     from pgdat.data.datasets import DATASETS
     from pgdat.methods import METHODS
+    from pgdat.models.normalize import INPUT_NORMS
     from pgdat.models.registry import MODELS
     from pgdat.threat import NORMS
     from pgdat.training.optim import OPTIMIZERS
@@ -60,6 +61,7 @@ def _check_names(cfg: Config) -> None:
 
     _name_in("method.name", cfg.method.name, METHODS)
     _name_in("model.name", cfg.model.name, MODELS)
+    _name_in("model.input_norm", cfg.model.input_norm, INPUT_NORMS)
     _name_in("data.name", cfg.data.name, DATASETS)
     _name_in("optim.schedule", cfg.optim.schedule, SCHEDULES)
     _name_in("optim.name", cfg.optim.name, OPTIMIZERS)
@@ -88,6 +90,24 @@ def _check_attack(cfg: Config) -> None:
     if a.restarts < 1:
         _fail("attack.restarts", f"must be an integer >= 1 (got {a.restarts})")
     _finite("attack.eps_warmup_epochs", a.eps_warmup_epochs, lo=0.0)
+
+
+def _check_model(cfg: Config) -> None:
+    """The in-model normalisation: custom mean/std well formed; mean/std only with input_norm=custom."""
+    from pgdat.models.normalize import Normalize
+
+    m = cfg.model
+    if m.input_norm != "custom":
+        if m.norm_mean or m.norm_std:
+            _fail("model.norm_mean", f"is used only with model.input_norm=custom (got input_norm='{m.input_norm}')")
+        return
+    if not m.norm_mean or not m.norm_std:
+        _fail("model.norm_mean", "model.input_norm=custom needs model.norm_mean and model.norm_std, one value per "
+              "channel, e.g. model.norm_mean=[0.5] model.norm_std=[0.25]")
+    try:
+        Normalize(m.norm_mean, m.norm_std)
+    except PgdatError as err:
+        _fail("model.norm_mean/norm_std", str(err))
 
 
 def _check_data(cfg: Config) -> None:
@@ -163,6 +183,7 @@ def validate_config(cfg: Config) -> None:
     """Raise :class:`PgdatError` naming the first bad key and its valid range/names; return None when all is fine."""
     _check_names(cfg)
     _check_attack(cfg)
+    _check_model(cfg)
     _check_data(cfg)
     _check_optim_train(cfg)
     _check_eval(cfg)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from pgdat.errors import PgdatError
+from pgdat.registry import Registry
 
 
 def _as_floats(name: str, values: Sequence[float]) -> list[float]:
@@ -78,3 +79,50 @@ class NormalizedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x))
+
+
+# ----------------------------------------------------------------------------------- the model.input_norm switch
+Stats = tuple[list[float] | None, list[float] | None]
+InputNorm = Callable[[Sequence[float], Sequence[float], Sequence[float], Sequence[float]], Stats]
+# model.input_norm name -> fn(data_mean, data_std, custom_mean, custom_std) -> (mean, std) of the Normalize layer,
+# (None, None) meaning identity. Reading R4 of docs/ntk-at.md (Li et al. 2023's data-normalisation finding; the
+# paper's exact setting is not verified): whatever the choice, normalisation stays inside the model, so eps is in
+# pixel units and only the network's input scale (and with it the NTK's scale) changes.
+INPUT_NORMS: Registry[InputNorm] = Registry("input normalisation")
+
+
+@INPUT_NORMS.register("dataset")
+def _dataset_norm(data_mean: Sequence[float], data_std: Sequence[float], mean: Sequence[float],
+                  std: Sequence[float]) -> Stats:
+    """The training split's per-channel mean/std (the default)."""
+    return list(data_mean), list(data_std)
+
+
+@INPUT_NORMS.register("none")
+def _no_norm(data_mean: Sequence[float], data_std: Sequence[float], mean: Sequence[float],
+             std: Sequence[float]) -> Stats:
+    """Identity: the network sees raw [0,1] pixels."""
+    return None, None
+
+
+@INPUT_NORMS.register("custom")
+def _custom_norm(data_mean: Sequence[float], data_std: Sequence[float], mean: Sequence[float],
+                 std: Sequence[float]) -> Stats:
+    """``model.norm_mean`` / ``model.norm_std``, one value per input channel."""
+    if not mean or not std:
+        raise PgdatError("model.input_norm=custom needs model.norm_mean and model.norm_std (one value per channel, "
+                         "e.g. model.norm_mean=[0.5,0.5,0.5] model.norm_std=[0.25,0.25,0.25])")
+    if len(mean) != len(data_mean) or len(std) != len(data_mean):
+        raise PgdatError(f"model.norm_mean/norm_std need one value per input channel ({len(data_mean)}), got "
+                         f"{len(mean)} and {len(std)}")
+    return _as_floats("mean", mean), _as_floats("std", std)
+
+
+def resolve_input_norm(name: str, data_mean: Sequence[float], data_std: Sequence[float],
+                       mean: Sequence[float] = (), std: Sequence[float] = ()) -> Stats:
+    """(mean, std) for the model's :class:`Normalize` layer under ``model.input_norm=name`` (see
+    :data:`INPUT_NORMS`); ``data_mean``/``data_std`` are the dataset's per-channel statistics in pixel units."""
+    if name != "custom" and (len(mean) or len(std)):
+        raise PgdatError(f"model.norm_mean/norm_std are used only with model.input_norm=custom (got input_norm="
+                         f"'{name}'); set model.input_norm=custom or drop them")
+    return INPUT_NORMS.get(name)(data_mean, data_std, mean, std)

@@ -21,6 +21,7 @@ from pgdat.config.validate import config_warnings, validate_config
 from pgdat.data.bundle import DataBundle
 from pgdat.errors import PgdatError
 from pgdat.methods import METHODS, StepContext, build_method
+from pgdat.models.normalize import resolve_input_norm
 from pgdat.precision import autocast, resolve_precision
 from pgdat.runinfo import run_info
 from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
@@ -55,8 +56,10 @@ class Trainer:
         self.n_index = int(self.data.train.index.max()) + 1
         self.class_counts = torch.bincount(self.data.train.y, minlength=self.data.info.num_classes).to(self.device)
         info = self.data.info
-        self.model_cfg = model_config(cfg.model.name, info.num_classes, info.shape[0], info.mean, info.std,
-                                      **cfg.model.kwargs)
+        mean, std = resolve_input_norm(cfg.model.input_norm, info.mean, info.std, cfg.model.norm_mean,
+                                       cfg.model.norm_std)
+        self.model_cfg = model_config(cfg.model.name, info.num_classes, info.shape[0], mean, std,
+                                      input_norm=cfg.model.input_norm, **cfg.model.kwargs)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(self.model_cfg).to(self.device)
         if cfg.train.channels_last:
@@ -73,7 +76,8 @@ class Trainer:
         self.stop_reason: str | None = None  # set by a callback to end training after the current epoch
         self.header = {"type": "header", **run_info(self.device), "seed": cfg.train.seed, "name": cfg.name,
                        "world_size": self.dist.world, "precision": self.precision,
-                       "attack_bn_mode": cfg.attack.bn_mode}
+                       "attack_bn_mode": cfg.attack.bn_mode, "input_norm": cfg.model.input_norm,
+                       "input_mean": mean, "input_std": std}
         self.callbacks = callbacks if callbacks is not None else [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
         self.callbacks += build_callbacks(self._callback_specs())
         if resume:
