@@ -97,12 +97,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def model_config(name: str, num_classes: int, in_channels: int, mean: Any, std: Any, *,
-                 input_norm: str | None = None, **kwargs: Any) -> dict:
+                 input_norm: str | None = None, bn_var: str = "biased", **kwargs: Any) -> dict:
     """The recipe :func:`load_model` needs to rebuild a model. mean/std: the in-model normalisation (None:
-    identity); input_norm: the ``model.input_norm`` setting that chose them, recorded for the run's record."""
+    identity); input_norm: the ``model.input_norm`` setting that chose them, recorded for the run's record;
+    bn_var: the BatchNorm variance estimator (``model.bn_var``)."""
     cfg = {"name": name, "num_classes": int(num_classes), "in_channels": int(in_channels),
            "mean": list(mean) if mean is not None else None, "std": list(std) if std is not None else None,
-           "kwargs": dict(kwargs)}
+           "kwargs": dict(kwargs), "bn_var": bn_var}
     if input_norm is not None:
         cfg["input_norm"] = input_norm
     return cfg
@@ -113,7 +114,7 @@ def build_model(cfg: dict) -> nn.Module:
     from pgdat.models import create_model
 
     return create_model(cfg["name"], cfg["num_classes"], in_channels=cfg["in_channels"], mean=cfg["mean"],
-                        std=cfg["std"], **cfg.get("kwargs", {}))
+                        std=cfg["std"], bn_var=cfg.get("bn_var", "biased"), **cfg.get("kwargs", {}))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", *, which: str = "model") -> nn.Module:

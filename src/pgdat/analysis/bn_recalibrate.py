@@ -1,16 +1,25 @@
 """Post-hoc BatchNorm re-estimation (reading R3 of the NTK-AT notes, not verified against Li et al.): replace the
 running statistics, which AT accumulates on adversarial (and, with train-mode crafting, intermediate PGD) batches,
-by a cumulative average (``momentum=None``) over clean, adversarial or mixed batches."""
+by a cumulative average (``momentum=None``) over clean, adversarial or mixed batches.
+
+:func:`recalibrate_bn` works on any model; the ``bn_recalibrate`` callback (:class:`BNRecalibrate`) applies it to
+a run's best.pt and last.pt after training and reports both next to the unrecalibrated results in final.json.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from pgdat.errors import PgdatError
+from pgdat.training.callbacks import CALLBACKS, Callback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pgdat.training.trainer import Trainer
 
 SOURCES = ("clean", "adv", "mixed")
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -54,3 +63,72 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch
     if n == 0:
         raise PgdatError("recalibrate_bn got no batches")
     return n
+
+
+def recal_batches(split: Any, n: int, batch_size: int, *, seed: int = 0, device: str | torch.device = "cpu"
+                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Full batches (x (batch_size, C, H, W) in [0,1], y) of ``n`` images of ``split`` drawn without replacement
+    by ``seed``, no augmentation; a short last batch is dropped unless it is the only one (the cumulative average
+    weights every batch equally)."""
+    from pgdat.data.bundle import as_unit_float
+
+    n = min(n, len(split.y))
+    pos = torch.randperm(len(split.y), generator=torch.Generator().manual_seed(seed))[:n]
+    starts = range(0, max(n - batch_size, 0) + 1, batch_size)
+    return [(as_unit_float(split.x[pos[i:i + batch_size]].to(device)), split.y[pos[i:i + batch_size]].to(device))
+            for i in starts]
+
+
+@CALLBACKS.register("bn_recalibrate")
+class BNRecalibrate(Callback):
+    """After training (``on_fit_end``, once final.json is written): for best.pt and last.pt, re-estimate every
+    BatchNorm's running statistics with :func:`recalibrate_bn` on ``n`` training images (batches of ``batch_size``,
+    0 = ``data.batch_size``), save ``RUN/{best,last}_recal.pt`` and evaluate them with ``eval.final_attacks`` on the
+    final-evaluation test images; final.json gains ``best_recal``/``last_recal`` (accuracy, robust_accuracy and the
+    recalibration settings). ``source``: clean | adv | mixed; adv/mixed craft PGD with ``attack`` (pgd kwargs;
+    default: the run's training attack, eps/step_size/steps/norm) in eval mode. Off unless configured."""
+
+    def __init__(self, source: str = "clean", n: int = 1000, batch_size: int = 0, seed: int = 0,
+                 attack: dict[str, Any] | None = None) -> None:
+        if source not in SOURCES:
+            raise PgdatError(f"bn_recalibrate source must be one of {', '.join(SOURCES)} (got '{source}')")
+        if n < 2 or batch_size < 0 or batch_size == 1:
+            raise PgdatError(f"bn_recalibrate needs n >= 2 and batch_size 0 (data.batch_size) or >= 2 (got n={n}, "
+                             f"batch_size={batch_size})")
+        self.source, self.n, self.batch_size, self.seed, self.attack = source, n, batch_size, seed, attack
+
+    def settings(self, trainer: Trainer) -> dict[str, Any]:
+        """The recalibration actually applied (batch size and attack resolved against the run's config)."""
+        a = trainer.cfg.attack
+        attack = self.attack or {"eps": a.eps, "step_size": a.step_size, "steps": a.steps, "norm": a.norm}
+        return {"source": self.source, "n": min(self.n, len(trainer.data.train.y)), "seed": self.seed,
+                "batch_size": self.batch_size or trainer.cfg.data.batch_size,
+                "attack": dict(attack) if self.source != "clean" else None}
+
+    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, model_from_checkpoint, save_checkpoint
+        from pgdat.data.bundle import as_unit_float
+        from pgdat.eval import evaluate
+
+        cfg, meta = trainer.cfg, self.settings(trainer)
+        batches = recal_batches(trainer.data.train, meta["n"], meta["batch_size"], seed=self.seed,
+                                device=trainer.device)
+        n_test = cfg.eval.n_final or len(trainer.data.test.y)
+        x, y = as_unit_float(trainer.data.test.x[:n_test].to(trainer.device)), trainer.data.test.y[:n_test]
+        for which in ("best", "last"):
+            path = trainer.out / f"{which}.pt"
+            if not path.is_file():
+                continue
+            ckpt = load_checkpoint(path, map_location=trainer.device)
+            model = model_from_checkpoint(ckpt, trainer.device, source=path)
+            recalibrate_bn(model, batches, source=self.source, attack=meta["attack"], seed=self.seed)
+            save_checkpoint({"model": model.state_dict(), "model_config": ckpt["model_config"],
+                             "config": ckpt.get("config"), "epoch": ckpt.get("epoch"), "bn_recalibration": meta},
+                            trainer.out / f"{which}_recal.pt")
+            res = evaluate(model.eval(), x, y.to(trainer.device), attacks=cfg.eval.final_attacks, eps=cfg.attack.eps,
+                           norm=cfg.attack.norm, batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size,
+                           seed=cfg.train.seed)
+            summary[f"{which}_recal"] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
+                                         "bn_recalibration": meta}
+        text = json.dumps(summary, indent=2)
+        atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -18,29 +18,53 @@ from torch import nn
 from pgdat.attacks.losses import AttackLoss, resolve_loss
 from pgdat.errors import PgdatError
 from pgdat.precision import autocast, resolve_precision
+from pgdat.registry import Registry
 from pgdat.threat import ThreatModel
 
-BN_MODES = ("eval", "train")
+# bn_mode name -> fn(model) that puts the model in that mode for an attack (attack_mode restores it after)
+BN_MODES: Registry[Callable[[nn.Module], None]] = Registry("bn_mode")
 INITS = ("zero", "uniform", "normal")
 NORMAL_INIT_STD = 0.001  # TRADES / MART start: x + 0.001 * N(0, I)
 
 
+@BN_MODES.register("eval")
+def _bn_eval(model: nn.Module) -> None:
+    """BatchNorm normalises with its running statistics (Madry / TRADES convention)."""
+    model.eval()
+
+
+@BN_MODES.register("train")
+def _bn_train(model: nn.Module) -> None:
+    """BatchNorm normalises with batch statistics and updates its running statistics on every attack forward pass
+    (the robust_overfitting convention)."""
+    model.train()
+
+
+@BN_MODES.register("train_frozen_stats")
+def _bn_train_frozen_stats(model: nn.Module) -> None:
+    """Batch statistics as in ``train``, but the running statistics (and ``num_batches_tracked``) are left
+    untouched: each BatchNorm's ``track_running_stats`` is off for the attack (reading R2 of docs/ntk-at.md, the
+    attack's forward passes polluting the running statistics; not verified against Li et al.)."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+
+
 @contextlib.contextmanager
 def attack_mode(model: nn.Module, bn_mode: str) -> Iterator[None]:
-    """Put ``model`` in eval (``bn_mode="eval"``) or train mode for the attack; restore every module's flag after.
-
-    In train mode BatchNorm uses batch statistics and updates its running statistics (the robust_overfitting
-    convention); in eval mode it uses the running statistics (Madry / TRADES convention).
-    """
-    if bn_mode not in BN_MODES:
-        raise PgdatError(f"unknown bn_mode '{bn_mode}'; valid: {', '.join(BN_MODES)}")
-    flags = [(m, m.training) for m in model.modules()]
-    model.train(bn_mode == "train")
+    """Put ``model`` in ``bn_mode`` for the attack (see :data:`BN_MODES`: eval | train | train_frozen_stats);
+    restore every module's train/eval flag and every BatchNorm's ``track_running_stats`` after."""
+    set_mode = BN_MODES.get(bn_mode)
+    flags = [(m, m.training, getattr(m, "track_running_stats", None)) for m in model.modules()]
+    set_mode(model)
     try:
         yield
     finally:
-        for m, flag in flags:
+        for m, flag, track in flags:
             m.training = flag
+            if track is not None:
+                m.track_running_stats = track
 
 
 @dataclass(frozen=True)

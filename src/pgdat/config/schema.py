@@ -30,6 +30,8 @@ class ModelConfig:
     #                                    (training-split mean/std) | none (identity) | custom (norm_mean, norm_std)
     norm_mean: tuple[float, ...] = ()  # input_norm=custom: per-channel mean, pixel units
     norm_std: tuple[float, ...] = ()   # input_norm=custom: per-channel std (> 0), pixel units
+    bn_var: str = "biased"             # BatchNorm2d variance for train-mode batches: biased (PyTorch, divide by m)
+    #                                    | unbiased (divide by m - 1; running stats unchanged). NTK notes R1
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class AttackConfig:
     steps: int = 40                    # gradient steps
     restarts: int = 1
     init: str = "uniform"              # zero | uniform | normal (x + 0.001 N(0, I), TRADES/MART)
-    bn_mode: str = "eval"              # eval (Madry/TRADES) | train (Rice et al.)
+    bn_mode: str = "eval"              # eval (Madry/TRADES) | train (Rice et al.) | train_frozen_stats (batch
+    #                                    statistics, running statistics not updated by the attack; NTK notes R2)
     loss: str = "ce"                   # ce | cw (methods with their own inner loss, e.g. TRADES, ignore it)
     eps_warmup_epochs: float = 0.0     # ramp eps and step size linearly from 0 over this many epochs (0 = off)
 

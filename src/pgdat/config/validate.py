@@ -53,6 +53,7 @@ def _check_names(cfg: Config) -> None:
     from pgdat.attacks.losses import LOSSES
     from pgdat.data.datasets import DATASETS
     from pgdat.methods import METHODS
+    from pgdat.models.batchnorm import BN_VARIANTS
     from pgdat.models.normalize import INPUT_NORMS
     from pgdat.models.registry import MODELS
     from pgdat.threat import NORMS
@@ -62,6 +63,7 @@ def _check_names(cfg: Config) -> None:
     _name_in("method.name", cfg.method.name, METHODS)
     _name_in("model.name", cfg.model.name, MODELS)
     _name_in("model.input_norm", cfg.model.input_norm, INPUT_NORMS)
+    _name_in("model.bn_var", cfg.model.bn_var, BN_VARIANTS)
     _name_in("data.name", cfg.data.name, DATASETS)
     _name_in("optim.schedule", cfg.optim.schedule, SCHEDULES)
     _name_in("optim.name", cfg.optim.name, OPTIMIZERS)

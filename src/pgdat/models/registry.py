@@ -14,6 +14,7 @@ from torch import nn
 
 from pgdat.errors import PgdatError
 from pgdat.models._checks import check_int
+from pgdat.models.batchnorm import convert_bn
 from pgdat.models.normalize import NormalizedModel
 from pgdat.registry import Registry
 
@@ -40,12 +41,14 @@ def create_model(
     in_channels: int = 3,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    bn_var: str = "biased",
     **kwargs: Any,
 ) -> nn.Module:
     """Build model ``name`` wrapped as ``net(normalize(x))``: images (B, in_channels, H, W) in [0,1] -> logits.
 
-    mean/std: per-channel normalisation inside the model (None: identity). kwargs: architecture options
-    (see :func:`model_options`), e.g. ``width=16`` or ``depth=28, widen_factor=10``.
+    mean/std: per-channel normalisation inside the model (None: identity). bn_var: BatchNorm2d variance estimator
+    for train-mode batches, biased (PyTorch) | unbiased (:mod:`pgdat.models.batchnorm`). kwargs: architecture
+    options (see :func:`model_options`), e.g. ``width=16`` or ``depth=28, widen_factor=10``.
     """
     builder = MODELS.get(name)
     valid = model_options(name)
@@ -56,5 +59,5 @@ def create_model(
                          f"valid options: {options}")
     num_classes = check_int("num_classes", num_classes, 2)
     in_channels = check_int("in_channels", in_channels, 1)
-    net = builder(num_classes, in_channels, **kwargs)
+    net = convert_bn(builder(num_classes, in_channels, **kwargs), bn_var)
     return NormalizedModel(net, mean, std, in_channels=in_channels)

@@ -42,7 +42,8 @@ class Callback:
 
 CALLBACKS: Registry[type[Callback]] = Registry("callback")
 # modules whose import registers callbacks
-CALLBACK_MODULES = ("pgdat.training.monitors", "pgdat.training.co_monitor", "pgdat.analysis.ntk")
+CALLBACK_MODULES = ("pgdat.training.monitors", "pgdat.training.co_monitor", "pgdat.analysis.ntk",
+                    "pgdat.analysis.bn_recalibrate")
 
 
 def build_callbacks(specs: list[dict[str, Any]]) -> list[Callback]:

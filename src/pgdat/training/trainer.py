@@ -59,7 +59,7 @@ class Trainer:
         mean, std = resolve_input_norm(cfg.model.input_norm, info.mean, info.std, cfg.model.norm_mean,
                                        cfg.model.norm_std)
         self.model_cfg = model_config(cfg.model.name, info.num_classes, info.shape[0], mean, std,
-                                      input_norm=cfg.model.input_norm, **cfg.model.kwargs)
+                                      input_norm=cfg.model.input_norm, bn_var=cfg.model.bn_var, **cfg.model.kwargs)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(self.model_cfg).to(self.device)
         if cfg.train.channels_last:
@@ -76,8 +76,8 @@ class Trainer:
         self.stop_reason: str | None = None  # set by a callback to end training after the current epoch
         self.header = {"type": "header", **run_info(self.device), "seed": cfg.train.seed, "name": cfg.name,
                        "world_size": self.dist.world, "precision": self.precision,
-                       "attack_bn_mode": cfg.attack.bn_mode, "input_norm": cfg.model.input_norm,
-                       "input_mean": mean, "input_std": std}
+                       "attack_bn_mode": cfg.attack.bn_mode, "bn_var": cfg.model.bn_var,
+                       "input_norm": cfg.model.input_norm, "input_mean": mean, "input_std": std}
         self.callbacks = callbacks if callbacks is not None else [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
         self.callbacks += build_callbacks(self._callback_specs())
         if resume:
