@@ -187,7 +187,8 @@ def balanced_probe(y: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor:
 class NTKSnapshot(Callback):
     """Every ``every`` epochs (and before training) compute the eNTK on a fixed class-balanced training probe and
     save ``RUN/ntk/epoch_E.pt`` ({kernel (if save_kernel), spectrum, probe indices, kind, bn_mode}); adds the
-    metrics ``ntk_distance_to_prev``, ``ntk_top_eigenvalue`` and ``ntk_effective_rank`` to the epoch's log.
+    metrics ``ntk_distance_to_prev``, ``ntk_velocity`` (that distance per epoch since the previous snapshot),
+    ``ntk_top_eigenvalue`` and ``ntk_effective_rank`` to the epoch's log.
 
     adv: PGD arguments (eps, step_size, steps) to also snapshot the kernel on the probes' adversarial examples
     (crafted at each snapshot against the current model, seed 0), saved under ``kernel_adv``/``spectrum_adv``.
@@ -201,6 +202,7 @@ class NTKSnapshot(Callback):
         self.every, self.n, self.kind, self.seed = every, probe, kind, seed
         self.save_kernel, self.adv, self.bn_mode = save_kernel, adv, bn_mode
         self.prev: torch.Tensor | None = None
+        self.prev_epoch: int | None = None
 
     def _probe(self, trainer: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         train = trainer.data.train
@@ -215,6 +217,8 @@ class NTKSnapshot(Callback):
         rec: dict[str, Any] = {"epoch": epoch, "kind": self.kind, "bn_mode": self.bn_mode, "probe_index": idx,
                                "spectrum": spectrum(k)}
         rec["distance_to_prev"] = kernel_distance(self.prev, k) if self.prev is not None else None
+        rec["velocity"] = (rec["distance_to_prev"] / max(epoch - self.prev_epoch, 1)
+                           if self.prev is not None and self.prev_epoch is not None else None)
         if self.save_kernel:
             rec["kernel"] = k
         if self.adv:
@@ -225,7 +229,7 @@ class NTKSnapshot(Callback):
             rec |= {"spectrum_adv": spectrum(ka), "clean_adv_distance": kernel_distance(k, ka)}
             if self.save_kernel:
                 rec["kernel_adv"] = ka
-        self.prev = k
+        self.prev, self.prev_epoch = k, epoch
         if trainer.dist.is_main:
             from pgdat.checkpoint import save_checkpoint
 
@@ -237,6 +241,7 @@ class NTKSnapshot(Callback):
         if self.prev is None and trainer.epoch % self.every == 0:
             path = trainer.out / "ntk" / f"epoch_{trainer.epoch}.pt"
             self.prev = load_snapshot(path)["kernel"] if path.is_file() and self.save_kernel else None
+            self.prev_epoch = trainer.epoch if self.prev is not None else None
             if self.prev is None:
                 self.snapshot(trainer, trainer.epoch)
 
@@ -244,7 +249,7 @@ class NTKSnapshot(Callback):
         if trainer.epoch % self.every:
             return
         rec = self.snapshot(trainer, trainer.epoch)
-        metrics |= {"ntk_distance_to_prev": rec["distance_to_prev"],
+        metrics |= {"ntk_distance_to_prev": rec["distance_to_prev"], "ntk_velocity": rec["velocity"],
                     "ntk_top_eigenvalue": rec["spectrum"]["top_eigenvalue"],
                     "ntk_effective_rank": rec["spectrum"]["effective_rank"]}
 

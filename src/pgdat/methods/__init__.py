@@ -8,6 +8,7 @@ from pgdat.methods import (  # noqa: F401  (register themselves)
     pgd_at,
     single_step,
     standard,
+    switch,
     temporal_ensembling,
     trades,
 )

@@ -63,6 +63,60 @@ def train_eps(ctx: StepContext) -> float:
     return ctx.attack.eps * eps_ramp(ctx)
 
 
+# ctx.state keys (dicts, so they are saved in checkpoints): a callback's attack override {"preset": name, ...} and
+# the run's cumulative attack cost {"grad_evals": int} (per process)
+ATTACK_OVERRIDE, ATTACK_COST = "attack_override", "attack_cost"
+# preset name -> fn(ctx) -> AttackSpec fields that replace the configured attack's (None: no attack). Radii and
+# step sizes follow the eps warm-up. Used by pgd_at_switch (the NTK notes' T1/T2 schedules) and CO remedies.
+ATTACK_PRESETS: Registry[Callable[[StepContext], dict[str, Any] | None]] = Registry("attack preset")
+
+
+@ATTACK_PRESETS.register("pgd")
+def _preset_pgd(ctx: StepContext) -> dict[str, Any]:
+    """The configured attack (attack.steps, attack.step_size, attack.init) unchanged."""
+    return {}
+
+
+@ATTACK_PRESETS.register("pgd2")
+def _preset_pgd2(ctx: StepContext) -> dict[str, Any]:
+    """PGD-2: uniform start in the ball, 2 projected steps of 0.5 eps (library choice; eps-ball and box)."""
+    return {"steps": 2, "step_size": 0.5 * train_eps(ctx), "init": "uniform", "init_scale": 1.0, "project": True}
+
+
+@ATTACK_PRESETS.register("fgsm_rs")
+def _preset_fgsm_rs(ctx: StepContext) -> dict[str, Any]:
+    """RS-FGSM (Wong et al.): uniform start, one projected step of 1.25 eps (as method rs_fgsm)."""
+    return {"steps": 1, "step_size": 1.25 * train_eps(ctx), "init": "uniform", "init_scale": 1.0, "project": True}
+
+
+@ATTACK_PRESETS.register("fgsm")
+def _preset_fgsm(ctx: StepContext) -> dict[str, Any]:
+    """FGSM from zero, one step of eps (as method fgsm_at)."""
+    return {"steps": 1, "step_size": train_eps(ctx), "init": "zero", "project": True}
+
+
+@ATTACK_PRESETS.register("none")
+def _preset_none(ctx: StepContext) -> None:
+    """No attack: the clean batch (standard training for that phase)."""
+    return None
+
+
+def preset_fields(ctx: StepContext, preset: str | None) -> dict[str, Any] | None:
+    """AttackSpec fields of ``preset`` then of the state's override (which wins); {} when neither; None: no attack."""
+    override = (ctx.state.get(ATTACK_OVERRIDE) or {}).get("preset")
+    fields: dict[str, Any] | None = {}
+    for name in (preset, override):
+        if name is not None:
+            fields = ATTACK_PRESETS.get(name)(ctx)
+    return fields
+
+
+def add_grad_evals(ctx: StepContext, n: int) -> None:
+    """Add ``n`` per-example input-gradient evaluations to the run's attack cost (a Python int: no host sync)."""
+    cost = ctx.state.setdefault(ATTACK_COST, {"grad_evals": 0})
+    cost["grad_evals"] += int(n)
+
+
 def craft(
     ctx: StepContext,
     x: torch.Tensor,
@@ -70,16 +124,28 @@ def craft(
     *,
     loss: str | AttackLoss | None = None,
     init: str | None = None,
+    preset: str | None = None,
     **overrides: Any,
 ) -> torch.Tensor:
     """Adversarial examples for training with the configured attack (``overrides`` replace AttackSpec fields).
 
+    ``preset`` (an :data:`ATTACK_PRESETS` name) replaces the attack's steps/step size/init on top of ``overrides``;
+    a preset in ``ctx.state["attack_override"]`` (set by a callback, e.g. the spectrum monitor's ``pgd2`` remedy)
+    replaces both. Preset ``none`` returns ``x`` unattacked. Every call adds len(x) * steps * restarts input-gradient
+    evaluations to ``ctx.state["attack_cost"]["grad_evals"]`` (restarts > 1: an upper bound).
+
     With ``attack.eps_warmup_epochs`` the radius and step size grow linearly with ``ctx.progress``.
     """
     a = ctx.attack
+    fields = preset_fields(ctx, preset)
+    if fields is None:  # the "none" preset: clean inputs, no gradient evaluations
+        add_grad_evals(ctx, 0)
+        return x.detach()
     ramp = eps_ramp(ctx)
     spec_kw = {"threat": ThreatModel(a.norm, a.eps * ramp), "step_size": a.step_size * ramp, "steps": a.steps,
                "init": init or a.init} | overrides
+    spec_kw |= fields
+    add_grad_evals(ctx, len(x) * spec_kw["steps"] * a.restarts)
     return perturb(ctx.attack_model, x, y, AttackSpec(**spec_kw), loss=loss or a.loss, restarts=a.restarts,
                    bn_mode=a.bn_mode, precision=ctx.precision, generator=ctx.generator, check=False)
 
@@ -93,6 +159,9 @@ def build_method(name: str, params: dict[str, Any]) -> Method:
     if unknown:
         raise PgdatError(f"method '{name}' has no option {', '.join(unknown)}; valid options: "
                          f"{', '.join(valid) or 'none'}")
+    check = getattr(fn, "check_params", None)  # a method's own validation of its option values
+    if check is not None:
+        check(**params)
     bound = partial(fn, **params)
     bound.__name__ = name  # type: ignore[attr-defined]
     return bound

@@ -21,6 +21,7 @@ from pgdat.config.validate import config_warnings, validate_config
 from pgdat.data.bundle import DataBundle
 from pgdat.errors import PgdatError
 from pgdat.methods import METHODS, StepContext, build_method
+from pgdat.methods.base import ATTACK_COST
 from pgdat.models.normalize import resolve_input_norm
 from pgdat.precision import autocast, resolve_precision
 from pgdat.runinfo import run_info
@@ -120,6 +121,8 @@ class Trainer:
                 metrics |= evaluate_splits(self, self.ema.module, prefix="ema_")
             self.epoch += 1
             metrics |= {"epoch": self.epoch, "time_train": t1 - t0, "time_eval": time.perf_counter() - t1}
+            if ATTACK_COST in self.method_state:  # cumulative input-gradient evaluations of craft(), all processes
+                metrics["attack_grad_evals"] = self.method_state[ATTACK_COST]["grad_evals"] * self.dist.world
             for cb in self.callbacks:
                 cb.on_epoch_metrics(self, metrics)
             if self.stop_reason is not None:
