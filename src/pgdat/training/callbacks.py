@@ -43,7 +43,8 @@ class Callback:
 CALLBACKS: Registry[type[Callback]] = Registry("callback")
 # modules whose import registers callbacks
 CALLBACK_MODULES = ("pgdat.training.monitors", "pgdat.training.co_monitor", "pgdat.analysis.ntk",
-                    "pgdat.analysis.bn_recalibrate", "pgdat.training.attack_switch")
+                    "pgdat.analysis.bn_recalibrate", "pgdat.training.attack_switch",
+                    "pgdat.training.spectrum_monitor")
 
 
 def build_callbacks(specs: list[dict[str, Any]]) -> list[Callback]:

@@ -16,10 +16,10 @@ pre-CO epoch are restored first (kept in memory; after a resume the target is th
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from pgdat.errors import PgdatError
 from pgdat.training.callbacks import CALLBACKS, Callback
@@ -28,6 +28,26 @@ if TYPE_CHECKING:  # pragma: no cover
     from pgdat.training.trainer import Trainer
 
 RULES = ("ratio", "wong")
+
+
+class WeightKeeper:
+    """The last known-good weights of a model (a host-memory copy of its state_dict) and when they were kept, so
+    a monitor can roll back to them (the CO monitor and the spectrum monitor share it)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] | None = None
+        self.when: Any = None
+
+    def keep(self, model: nn.Module, when: Any) -> None:
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.when = when
+
+    def restore(self, model: nn.Module) -> Any:
+        """Load the kept weights into ``model`` (in place); returns when they were kept, or None if none were."""
+        if self.state is None:
+            return None
+        model.load_state_dict(self.state)
+        return self.when
 
 
 def co_fires(rule: str, pgd: float, fgsm: float, history: list[float], *, ratio: float = 0.3, gap: float = 0.3,
@@ -62,7 +82,7 @@ class COMonitor(Callback):
         self.rule, self.attack, self.n_train, self.n_val = rule, attack, n_train, n_val
         self.kw = {"ratio": ratio, "gap": gap, "drop": drop, "min_peak": min_peak}
         self.stop, self.rollback = stop, rollback
-        self._good_state: dict[str, torch.Tensor] | None = None
+        self._good = WeightKeeper()
 
     def _monitor_key(self, trainer: Trainer) -> str:
         has_val = trainer.data.val is not None and len(trainer.data.val) > 0
@@ -92,9 +112,8 @@ class COMonitor(Callback):
         metrics["co_detected"] = fired
         metrics["co_epoch"] = previous if previous is not None else (metrics["epoch"] if fired else None)
         if fired and (self.stop or self.rollback):
-            if self.rollback and self._good_state is not None:
-                trainer.model.load_state_dict(self._good_state)
-                metrics["co_rolled_back_to_epoch"] = metrics["epoch"] - 1
+            if self.rollback and self._good.restore(trainer.model) is not None:
+                metrics["co_rolled_back_to_epoch"] = self._good.when
             trainer.stop_reason = f"catastrophic overfitting at epoch {metrics['epoch']} ({self.rule} rule)"
         elif self.rollback and not fired:
-            self._good_state = copy.deepcopy({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()})
+            self._good.keep(trainer.model, metrics["epoch"])
