@@ -1,4 +1,4 @@
-"""The bn_recalibrate callback (reading R3 of docs/ntk-at.md): best.pt/last.pt re-estimated after training and
+"""The bn_recalibrate callback (reading R3 of the NTK-AT notes): best.pt/last.pt re-estimated after training and
 reported next to the unrecalibrated results in final.json."""
 
 from __future__ import annotations

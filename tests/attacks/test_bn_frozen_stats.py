@@ -1,4 +1,4 @@
-"""attack.bn_mode=train_frozen_stats (reading R2 of docs/ntk-at.md): batch statistics during the attack, running
+"""attack.bn_mode=train_frozen_stats (reading R2 of the NTK-AT notes): batch statistics during the attack, running
 statistics untouched."""
 
 from __future__ import annotations

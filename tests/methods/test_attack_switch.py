@@ -1,4 +1,4 @@
-"""pgd_at_switch and the attack_switch callback (T1/T2 of docs/ntk-at.md), attack presets and the attack cost."""
+"""pgd_at_switch and the attack_switch callback (T1/T2 of the NTK-AT notes), attack presets and the attack cost."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""model.bn_var (reading R1 of docs/ntk-at.md): UnbiasedBatchNorm2d against the formula, nn.BatchNorm2d and the
+"""model.bn_var (reading R1 of the NTK-AT notes): UnbiasedBatchNorm2d against the formula, nn.BatchNorm2d and the
 model factory / checkpoint round trip."""
 
 from __future__ import annotations

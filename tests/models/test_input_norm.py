@@ -1,4 +1,4 @@
-"""model.input_norm (reading R4 of docs/ntk-at.md): dataset | none | custom normalisation inside the model, saved
+"""model.input_norm (reading R4 of the NTK-AT notes): dataset | none | custom normalisation inside the model, saved
 with the run and restored from checkpoints."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The spectrum_monitor callback (C1/C2 of docs/ntk-at.md): the MAD jump rule, flags, actions, logging next to
+"""The spectrum_monitor callback (C1/C2 of the NTK-AT notes): the MAD jump rule, flags, actions, logging next to
 the CO monitor."""
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def _bn_train(model: nn.Module) -> None:
 @BN_MODES.register("train_frozen_stats")
 def _bn_train_frozen_stats(model: nn.Module) -> None:
     """Batch statistics as in ``train``, but the running statistics (and ``num_batches_tracked``) are left
-    untouched: each BatchNorm's ``track_running_stats`` is off for the attack (reading R2 of docs/ntk-at.md, the
+    untouched: each BatchNorm's ``track_running_stats`` is off for the attack (reading R2 of the NTK-AT notes, the
     attack's forward passes polluting the running statistics; not verified against Li et al.)."""
     model.train()
     for m in model.modules():

@@ -1,6 +1,6 @@
 """``pgd_at_switch``: PGD-AT whose inner attack switches once, from ``before`` to a cheaper ``after``.
 
-The time-saving schedules T1/T2 of docs/ntk-at.md (reading of Li et al. 2023's "more time-saving AT methods"; the
+The time-saving schedules T1/T2 of the NTK-AT notes (reading of Li et al. 2023's "more time-saving AT methods"; the
 paper's algorithm and switch rule are NOT verified): a costly attack while the kernel is still learning, then a
 cheap one (fgsm_rs, fgsm, pgd2) or none (standard training) once it is lazy. The objective is pgd_at's, CE on the
 crafted examples; ``before``/``after`` are :data:`pgdat.methods.base.ATTACK_PRESETS` names.

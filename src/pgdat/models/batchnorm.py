@@ -1,4 +1,4 @@
-"""The BatchNorm variance estimator switch ``model.bn_var`` (reading R1 of docs/ntk-at.md; not verified against
+"""The BatchNorm variance estimator switch ``model.bn_var`` (reading R1 of the NTK-AT notes; not verified against
 Li et al. 2023, whose "unbiased estimators in batch normalization" finding motivates it).
 
 PyTorch's train-mode BatchNorm normalises a batch with the biased variance (divide by m = B*H*W per channel) but

@@ -85,7 +85,7 @@ class NormalizedModel(nn.Module):
 Stats = tuple[list[float] | None, list[float] | None]
 InputNorm = Callable[[Sequence[float], Sequence[float], Sequence[float], Sequence[float]], Stats]
 # model.input_norm name -> fn(data_mean, data_std, custom_mean, custom_std) -> (mean, std) of the Normalize layer,
-# (None, None) meaning identity. Reading R4 of docs/ntk-at.md (Li et al. 2023's data-normalisation finding; the
+# (None, None) meaning identity. Reading R4 of the NTK-AT notes (Li et al. 2023's data-normalisation finding; the
 # paper's exact setting is not verified): whatever the choice, normalisation stays inside the model, so eps is in
 # pixel units and only the network's input scale (and with it the NTK's scale) changes.
 INPUT_NORMS: Registry[InputNorm] = Registry("input normalisation")

@@ -1,6 +1,6 @@
 """``attack_switch``: when ``pgd_at_switch`` moves from its costly attack to its cheap one.
 
-Rules (``rule``; docs/ntk-at.md section 4, readings of Li et al. 2023, NOT verified against the paper):
+Rules (``rule``; the NTK-AT notes section 4, readings of Li et al. 2023, NOT verified against the paper):
 * ``epoch`` (T1): switch at a fixed epoch E_s, ``epoch`` (0-based index of the first cheap epoch, i.e. after E_s
   completed epochs) or ``at`` x ``train.epochs`` rounded (default at = 0.3; the notes suggest 25-40 %).
 * ``ntk_velocity`` (T2): switch once the NTK velocity (the ``ntk_snapshot`` callback's ``ntk_velocity`` metric,

@@ -1,7 +1,7 @@
 """``spectrum_monitor``: flag catastrophic overfitting (CO) from a jump in a spectral statistic of the empirical NTK
 on a fixed probe, and optionally act on the flag.
 
-Readings C1/C2 of docs/ntk-at.md (Li et al. 2023's "spectrum feature inside the kernel" against CO; the paper's
+Readings C1/C2 of the NTK-AT notes (Li et al. 2023's "spectrum feature inside the kernel" against CO; the paper's
 statistic, rule and hyperparameters are NOT verified): every ``every`` epochs (or every ``every_steps`` optimizer
 steps) compute ``stat`` (:data:`SPECTRAL_STATS`) on ``probe`` class-balanced training images (BatchNorm in eval
 mode), then the robust jump score against the earlier measurements (:func:`mad_jump`):
