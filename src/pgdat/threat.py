@@ -18,8 +18,13 @@ NORMS = ("linf", "l2")
 _TINY = 1e-12
 
 
-def parse_eps(value: str | float) -> float:
-    """Parse an eps written as a decimal (``0.031``) or a fraction (``8/255``) into a float."""
+def parse_number(value: str | float, name: str = "eps") -> float:
+    """Parse a decimal (``0.031``) or a fraction (``8/255``) into a float; any sign, ``nan`` and ``inf`` pass.
+
+    name: what the value is, for the error message (``eps``, ``--eps``, ...).
+    """
+    if isinstance(value, bool):
+        raise PgdatError(f"{name} must be a number, got {value!r}; write it like 8/255 or 0.031")
     if isinstance(value, int | float):
         return float(value)
     text = str(value).strip()
@@ -29,7 +34,17 @@ def parse_eps(value: str | float) -> float:
             return float(num) / float(den)
         return float(text)
     except (ValueError, ZeroDivisionError):
-        raise PgdatError(f"cannot read '{value}' as a number: write eps like 8/255 or 0.031") from None
+        raise PgdatError(f"cannot read '{value}' as a number: write {name} like 8/255 or 0.031") from None
+
+
+def parse_eps(value: str | float, name: str = "eps") -> float:
+    """Parse a radius or step size in pixel units (``8/255``, ``0.031``): a finite number >= 0, else a PgdatError
+    that names ``name`` and the value (``nan``, ``inf``, ``-0.1`` and ``1e999`` are refused here, not in an attack).
+    """
+    number = parse_number(value, name)
+    if not math.isfinite(number) or number < 0:
+        raise PgdatError(f"{name} must be a finite number >= 0, got '{value}'; write it like 8/255 or 0.031")
+    return number + 0.0  # -0.0 -> 0.0
 
 
 def _norms(delta: torch.Tensor, norm: str) -> torch.Tensor:

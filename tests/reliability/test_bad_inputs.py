@@ -16,8 +16,14 @@ from pgdat.eval import evaluate
 # (argv, fragment of the one-line error the user sees)
 EVAL_CASES = [
     (["--eps", "0"], "--eps must be > 0 for the attacks clean,pgd-20 (got 0)"),
-    (["--eps", "-0.1"], "--eps must be > 0"),
-    (["--eps", "abc"], "cannot read 'abc' as a number: write eps like 8/255 or 0.031"),
+    (["--eps", "-0.1"], "--eps must be a finite number >= 0, got '-0.1'; write it like 8/255 or 0.031"),
+    (["--eps", "nan"], "--eps must be a finite number >= 0, got 'nan'"),
+    (["--eps", "inf"], "--eps must be a finite number >= 0, got 'inf'"),
+    (["--eps", "1e999"], "--eps must be a finite number >= 0, got '1e999'"),
+    (["--eps=-8/255"], "--eps must be a finite number >= 0, got '-8/255'"),
+    (["--eps", "0.3", "--step-size", "nan"], "--step-size must be a finite number >= 0, got 'nan'"),
+    (["--eps", "abc"], "cannot read 'abc' as a number: write --eps like 8/255 or 0.031"),
+    (["--eps", "8/0"], "cannot read '8/0' as a number: write --eps like 8/255 or 0.031"),
     (["--eps", "0.3", "--step-size", "0.5"], "--step-size must be in (0, eps=0.3] (got 0.5)"),
     (["--attacks", "clean,pgdd-20"], "unknown attack 'pgdd'; valid attacks: apgd-ce"),
     (["--attacks", "clean,pgd-0"], "attack 'pgd-0': steps and restarts must be >= 1"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -90,12 +89,8 @@ def test_parse_eps_error_or_number_that_threat_model_checks(text):
         value = parse_eps(text)
     except PgdatError:
         return
-    assert isinstance(value, float)
-    if not math.isfinite(value) or value < 0:  # "nan", "-1", "1e999" parse, but never reach an attack
-        with pytest.raises(PgdatError, match="eps must be a finite number >= 0"):
-            ThreatModel("linf", value)
-    else:
-        assert ThreatModel("l2", value).eps == value
+    assert isinstance(value, float) and math.isfinite(value) and value >= 0  # "nan", "-1", "1e999" are refused
+    assert ThreatModel("l2", value).eps == value
 
 
 @FAST

@@ -2,7 +2,7 @@
 :func:`autoattack` wraps the reference AutoAttack for evaluation; :func:`parse_attack` reads eval specs."""
 
 from pgdat.attacks.autoattack import autoattack
-from pgdat.attacks.core import BN_MODES, AttackSpec, attack_mode, check_inputs, perturb
+from pgdat.attacks.core import BN_MODES, AttackSpec, attack_mode, check_inputs, check_labels, check_logits, perturb
 from pgdat.attacks.fgsm import fgsm
 from pgdat.attacks.losses import LOSSES, cross_entropy, cw_margin
 from pgdat.attacks.pgd import pgd
@@ -10,5 +10,6 @@ from pgdat.attacks.specs import ATTACKS, EvalAttack, default_step_size, parse_at
 
 __all__ = [
     "ATTACKS", "BN_MODES", "LOSSES", "AttackSpec", "EvalAttack", "attack_mode", "autoattack", "check_inputs",
-    "cross_entropy", "cw_margin", "default_step_size", "fgsm", "parse_attack", "parse_attacks", "perturb", "pgd",
+    "check_labels", "check_logits", "cross_entropy", "cw_margin", "default_step_size", "fgsm", "parse_attack",
+    "parse_attacks", "perturb", "pgd",
 ]

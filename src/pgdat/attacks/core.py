@@ -98,17 +98,44 @@ class AttackSpec:
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
-    """Validate a batch: float images (B, C, H, W) in [0,1] and integer labels (B,). Costs one host sync."""
+    """Validate a batch: float images (B, C, H, W) in [0,1] and int64 labels (B,) on the same device.
+
+    Costs one host sync. The labels' range is checked against the model's outputs by :func:`check_logits`.
+    """
     if not torch.is_floating_point(x):
         raise PgdatError(f"images must be float tensors in [0,1], got dtype {x.dtype}; divide uint8 images by 255")
     if x.dim() < 2 or y.dim() != 1 or x.shape[0] != y.shape[0]:
         raise PgdatError(f"expected images (B, C, H, W) and labels (B,), got {tuple(x.shape)} and {tuple(y.shape)}")
-    if y.dtype not in (torch.int64, torch.int32):
-        raise PgdatError(f"labels must be integer class indices, got dtype {y.dtype}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        lo, hi = float(x.min()), float(x.max())
-        raise PgdatError(f"images must lie in [0,1] (got range [{lo:.3g}, {hi:.3g}]); normalisation belongs inside "
-                         "the model (pgdat.models.Normalize), not in the data")
+    if y.dtype != torch.int64:
+        raise PgdatError(f"labels must be int64 class indices (torch.long), got dtype {y.dtype}; pass y.long()")
+    if y.device != x.device:
+        raise PgdatError(f"labels are on {y.device} but images on {x.device}; move both to the same device")
+    if x.numel():
+        lo, hi = torch.stack(torch.aminmax(x.detach())).float().tolist()
+        if lo != lo or hi != hi:  # NaN
+            raise PgdatError("images contain NaN; check the data pipeline (images must be finite and lie in [0,1])")
+        if lo < 0 or hi > 1:
+            raise PgdatError(f"images must lie in [0,1] (got range [{lo:.3g}, {hi:.3g}]); normalisation belongs inside "
+                             "the model (pgdat.models.Normalize), not in the data")
+
+
+def check_labels(y: torch.Tensor, num_classes: int) -> None:
+    """PgdatError unless every label (B,) is a class index in [0, num_classes). One host sync."""
+    if not y.numel():
+        return
+    lo, hi = torch.stack(torch.aminmax(y)).tolist()
+    if lo < 0 or hi >= num_classes:
+        raise PgdatError(f"labels span [{lo}, {hi}] but the model has {num_classes} outputs "
+                         f"(classes 0..{num_classes - 1}): wrong num_classes, or a model trained on another dataset")
+
+
+def check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
+    """PgdatError unless the model gave logits (B, C) for the batch and every label (B,) indexes one of the C
+    classes; checked on an attack's first forward pass, before any loss is computed. One host sync."""
+    if logits.dim() != 2 or logits.shape[0] != y.shape[0]:
+        raise PgdatError(f"the model returned shape {tuple(logits.shape)} for a batch of {y.shape[0]}; attacks need "
+                         "logits (B, num_classes)")
+    check_labels(y, logits.shape[1])
 
 
 def initial_delta(x: torch.Tensor, spec: AttackSpec, generator: torch.Generator | None) -> torch.Tensor:
@@ -135,19 +162,23 @@ def ascend(
     *,
     precision: str = "fp32",
     generator: torch.Generator | None = None,
+    check_labels: bool = False,
 ) -> torch.Tensor:
     """Run one start of the ascent loop; returns the final perturbation delta (fp32, detached, shaped like x).
 
-    The model must already be in the attack's train/eval mode. ``y`` is whatever ``loss_fn`` takes as target.
+    The model must already be in the attack's train/eval mode. ``y`` is whatever ``loss_fn`` takes as target;
+    with ``check_labels`` it must be class indices (B,), checked against the first forward's logits (one sync).
     """
     x32 = x.float()
     delta = initial_delta(x32, spec, generator)
     sign = -1.0 if spec.targeted else 1.0
     active = None  # (B,) bool mask of examples still updated, with stop_on_success
-    for _ in range(spec.steps):
+    for k in range(spec.steps):
         delta.requires_grad_(True)
         with autocast(precision, x.device):
             logits = model((x32 + delta).to(x.dtype))
+        if check_labels and k == 0:
+            check_logits(logits, y)
         objective = sign * loss_fn(logits.float(), y)
         (grad,) = torch.autograd.grad(objective.sum(), delta)
         with torch.no_grad():
@@ -182,12 +213,12 @@ def perturb(
     """
     if int(restarts) != restarts or restarts < 1:
         raise PgdatError(f"restarts must be an integer >= 1 (got {restarts})")
-    if check:
+    if check:  # one sync here, one after the first forward pass (labels against the model's outputs)
         check_inputs(x, y)
     loss_fn = resolve_loss(loss)
     precision = resolve_precision(precision, x.device)
     with attack_mode(model, bn_mode), torch.enable_grad():  # attacks work even when called under no_grad
-        delta = ascend(model, x, y, spec, loss_fn, precision=precision, generator=generator)
+        delta = ascend(model, x, y, spec, loss_fn, precision=precision, generator=generator, check_labels=check)
         if restarts > 1:
             delta = _restart(model, x, y, spec, loss_fn, delta, restarts, precision, generator)
     return (x.float() + delta).clamp_(0.0, 1.0).to(x.dtype).detach()

@@ -13,6 +13,7 @@ from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, model_from_che
 from pgdat.cli.main import register_command
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
+from pgdat.memory import CLI_EVAL_BATCH
 from pgdat.runinfo import run_info
 from pgdat.threat import parse_eps
 
@@ -73,8 +74,8 @@ def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
         raise PgdatError(f"--device '{args.device}' is not a device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise PgdatError("--device cuda but no CUDA GPU is visible; use --device cpu")
-    eps = parse_eps(args.eps)
-    step_size = parse_eps(args.step_size) if args.step_size is not None else None
+    eps = parse_eps(args.eps, "--eps")
+    step_size = parse_eps(args.step_size, "--step-size") if args.step_size is not None else None
     attacking = any(a.strip().lower() != "clean" for a in args.attacks.split(",") if a.strip())
     if attacking and eps <= 0:
         raise PgdatError(f"--eps must be > 0 for the attacks {args.attacks} (got {args.eps}); e.g. --eps 8/255, "
@@ -100,8 +101,12 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
 def run(args: argparse.Namespace) -> int:
     eps, step_size = _check_options(args)
     model, x, y, cfg = _model_and_data(args)
+    # out of memory: go on at half the batch size, with a warning (also in the JSON): accuracies do not depend on
+    # the batch size except through the attacks' random starts, and a long evaluation should not die at the end
     res = evaluate(model, x, y, attacks=args.attacks, eps=eps, norm=args.norm, batch_size=args.batch_size,
-                   step_size=step_size, seed=args.seed, precision=args.precision)
+                   step_size=step_size, seed=args.seed, precision=args.precision, on_oom="halve",
+                   batch_option=CLI_EVAL_BATCH)
+    args.batch_size = res.batch_size  # the checks below use the batch size that fitted
     print(f"model {cfg['name']} ({args.checkpoint or 'fresh init'}), data {args.data} test, n={res.n}, "
           f"{args.norm} eps={eps:.5g} ({eps * 255:.2f}/255), seed {args.seed}")
     print(f"{'attack':<14}{'accuracy':>10}{'seconds':>10}")

@@ -13,7 +13,7 @@ import yaml
 
 from pgdat.config.schema import Config
 from pgdat.errors import PgdatError
-from pgdat.threat import parse_eps
+from pgdat.threat import parse_number
 
 RECIPES = Path(__file__).resolve().parent.parent / "configs"
 
@@ -42,7 +42,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise PgdatError(f"{where} must be a number (got {value!r})")
         try:
-            return parse_eps(value)
+            return parse_number(value)
         except PgdatError:
             raise PgdatError(f"{where} must be a number like 0.1 or 8/255 (got {value!r})") from None
     if tp is str:

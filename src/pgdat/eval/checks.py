@@ -9,19 +9,6 @@ from torch import nn
 
 from pgdat.attacks.core import attack_mode
 from pgdat.attacks.pgd import pgd
-from pgdat.errors import PgdatError
-
-
-def check_label_range(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-    """PgdatError unless every label (B,) indexes one of the model's outputs (one forward pass of one image)."""
-    if not y.numel():
-        return
-    with torch.no_grad():
-        classes = model(x[:1]).shape[-1]
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= classes:
-        raise PgdatError(f"labels span [{lo}, {hi}] but the model has {classes} outputs (classes 0..{classes - 1}): "
-                         "wrong num_classes, or a model trained on another dataset")
 
 
 def output_warnings(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:

@@ -3,6 +3,7 @@ robust accuracy come from the same examples and a point is robust only if every 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -10,12 +11,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pgdat.attacks.core import attack_mode, check_inputs
-from pgdat.attacks.specs import EvalAttack, parse_attacks
+from pgdat.attacks.core import attack_mode, check_inputs, check_labels, check_logits
+from pgdat.attacks.specs import ATTACKS, EvalAttack, parse_attacks
 from pgdat.data.bundle import as_unit_float
 from pgdat.errors import PgdatError
-from pgdat.eval.checks import check_label_range, output_warnings
-from pgdat.precision import autocast, resolve_precision
+from pgdat.eval.checks import output_warnings
+from pgdat.memory import API_BATCH, Batcher, BatchOption
+from pgdat.precision import resolve_precision
 from pgdat.threat import ThreatModel
 
 
@@ -25,7 +27,7 @@ class EvalResult:
 
     accuracy: attack spec -> accuracy in [0,1] under the cascade up to and including that attack (``clean`` first),
     so the last entry is the robust accuracy. flags: spec -> (N,) bool, correct under the cascade so far.
-    seconds: wall time per attack. warnings: messages of the sanity checks that fired.
+    seconds: wall time per attack. warnings: messages of the sanity checks that fired and of out-of-memory retries.
     """
 
     accuracy: dict[str, float]
@@ -36,6 +38,7 @@ class EvalResult:
     seed: int
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    batch_size: int = 0  # the batch size the evaluation ended with (smaller than asked after out-of-memory halving)
 
     @property
     def robust(self) -> torch.Tensor:
@@ -54,32 +57,44 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "n": self.n, "eps": self.eps, "norm": self.norm, "seed": self.seed,
-                "seconds": self.seconds, "warnings": self.warnings}
+                "seconds": self.seconds, "warnings": self.warnings, "batch_size": self.batch_size}
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, precision: str) -> torch.Tensor:
-    """Argmax predictions (N,) in batches, without gradients."""
-    out = []
-    with torch.no_grad(), autocast(precision, x.device):
-        for i in range(0, x.shape[0], batch_size):
-            out.append(model(x[i:i + batch_size]).argmax(dim=1))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
+def _predict(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batcher: Batcher) -> torch.Tensor:
+    """Clean argmax predictions (N,) in batches of ``batcher.size``, in fp32, without gradients; the first batch's
+    logits check that they are (B, C) and that every label y (N,) is one of the C classes (PgdatError)."""
+    pred = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+
+    def step(i: int, j: int) -> None:
+        with torch.no_grad():
+            logits = model(x[i:j])
+        if i == 0:
+            check_logits(logits, y[i:j])
+            check_labels(y, logits.shape[1])
+        pred[i:j] = logits.argmax(dim=1)
+
+    batcher.run(x.shape[0], step, "clean accuracy")
+    return pred
 
 
 def _run_attack(model: nn.Module, attack: EvalAttack, x: torch.Tensor, y: torch.Tensor, robust: torch.Tensor, *,
-                threat: ThreatModel, step_size: float | None, batch_size: int, seed: int, precision: str) -> None:
+                threat: ThreatModel, step_size: float | None, batcher: Batcher, seed: int, precision: str) -> None:
     """Attack the still-robust points in batches and clear ``robust`` (N,) in place where the attack succeeds."""
     idx = robust.nonzero().squeeze(1)
     if idx.numel() == 0 or threat.eps == 0:
         return
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    for i in range(0, idx.numel(), batch_size):
-        b = idx[i:i + batch_size]
+
+    def step(i: int, j: int) -> None:
+        b = idx[i:j]
         x_adv = attack.run(model, x[b], y[b], eps=threat.eps, norm=threat.norm, step_size=step_size, generator=gen,
                            precision=precision, seed=seed)
         if threat.norm_of(x_adv.float() - x[b].float()).max() > threat.eps * (1 + 1e-4) + 1e-6:
             raise RuntimeError(f"attack {attack.spec} left the {threat.norm} ball of radius {threat.eps}")
-        robust[b] = _predict(model, x_adv, batch_size, "fp32").eq(y[b])
+        with torch.no_grad():
+            robust[b] = model(x_adv).argmax(dim=1).eq(y[b])
+
+    batcher.run(idx.numel(), step, f"attack {attack.spec}")
 
 
 def evaluate(
@@ -95,12 +110,18 @@ def evaluate(
     seed: int = 0,
     precision: str = "fp32",
     checks: bool = True,
+    on_oom: str = "raise",
+    batch_option: BatchOption = API_BATCH,
 ) -> EvalResult:
     """Accuracy of ``model`` on (x (N, C, H, W) in [0,1] or uint8, y (N,)) under a cascade of attacks.
 
     attacks: specs such as ``"clean,pgd-20,autoattack"``. eps: radius in pixel units. step_size: for pgd/cw,
     default 2.5*eps/K. precision: autocast for attack passes (predictions that decide robustness run in fp32).
     The model is evaluated in eval mode (with a loud warning if it was in train mode) and its mode is restored.
+    on_oom: running out of memory at ``batch_size`` either raises a PgdatError with the largest batch size that
+    fits (``raise``) or halves the batch size and goes on, with a warning kept in ``warnings`` (``halve``: results
+    do not depend on the batch size except through the attacks' random starts). batch_option: how the caller's
+    user sets the batch size (named in those messages).
     """
     if batch_size < 1:
         raise PgdatError(f"batch_size must be >= 1 (got {batch_size})")
@@ -109,21 +130,21 @@ def evaluate(
     x = as_unit_float(x) if x.dtype == torch.uint8 else x
     check_inputs(x, y)
     precision = resolve_precision(precision, x.device)
+    batcher = Batcher(batch_size, x.device, batch_option, on_oom)
     if model.training:
         warnings.warn("evaluate() got a model in train mode: BatchNorm/dropout would make the attack and the "
                       "accuracy wrong, so it is switched to eval mode for the evaluation (and restored after)",
                       stacklevel=2)
     with attack_mode(model, "eval"):
-        check_label_range(model, x, y)
-        notes = output_warnings(model, x[:batch_size], y[:batch_size]) if checks else []
         flags: dict[str, torch.Tensor] = {}
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        robust = _predict(model, x, batch_size, "fp32").eq(y)
+        robust = _predict(model, x, y, batcher).eq(y)
         flags["clean"], seconds["clean"] = robust.clone(), time.perf_counter() - t0
+        notes = output_warnings(model, x[:batcher.size], y[:batcher.size]) if checks else []
         for k, attack in enumerate(a for a in parsed if a.family != "clean"):
             t0 = time.perf_counter()
-            _run_attack(model, attack, x, y, robust, threat=threat, step_size=step_size, batch_size=batch_size,
+            _run_attack(model, attack, x, y, robust, threat=threat, step_size=step_size, batcher=batcher,
                         seed=seed + k, precision=precision)
             flags[attack.spec], seconds[attack.spec] = robust.clone(), time.perf_counter() - t0
     n = int(y.numel())
@@ -131,4 +152,33 @@ def evaluate(
     for w in notes:
         warnings.warn(w, stacklevel=2)
     return EvalResult(accuracy=accuracy, flags=flags, n=n, eps=eps, norm=norm, seed=seed, seconds=seconds,
-                      warnings=notes)
+                      warnings=batcher.notes + notes, batch_size=batcher.size)
+
+
+def _one_step(attack: EvalAttack) -> EvalAttack:
+    """``attack`` with one step and one restart where it takes a step count (same spec name, for messages)."""
+    builder, _, takes_steps = ATTACKS.get(attack.family)
+    return dataclasses.replace(attack, steps=1, restarts=1, run=builder(1, 1)) if takes_steps else attack
+
+
+def check_batch_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attacks: str | list[str], eps: float,
+                     norm: str = "linf", batch_size: int = 256, step_size: float | None = None, seed: int = 0,
+                     precision: str = "fp32", batch_option: BatchOption = API_BATCH) -> None:
+    """Preflight: the clean pass and one step of every attack of the cascade on a full batch (the first
+    ``batch_size`` points, all treated as still robust, as late in training when most points are), so that a batch
+    size that does not fit fails now with a PgdatError naming ``batch_option`` and the largest size that fits, not
+    hours later. One step of pgd-K/cw-K needs the memory of every step at 1/K of the work. x: (N, C, H, W) in [0,1]
+    or uint8; y: (N,). Nothing is returned; the model's mode is restored.
+    """
+    threat, parsed = ThreatModel(norm, eps), parse_attacks(attacks)
+    n = min(batch_size, x.shape[0])
+    xb, yb = x[:n], y[:n]
+    xb = as_unit_float(xb) if xb.dtype == torch.uint8 else xb
+    precision = resolve_precision(precision, xb.device)
+    batcher = Batcher(batch_size, xb.device, batch_option, "raise")
+    with attack_mode(model, "eval"):
+        _predict(model, xb, yb, batcher)
+        for attack in (_one_step(a) for a in parsed if a.family != "clean"):
+            everyone = torch.ones(n, dtype=torch.bool, device=xb.device)
+            _run_attack(model, attack, xb, yb, everyone, threat=threat, step_size=step_size, batcher=batcher,
+                        seed=seed, precision=precision)

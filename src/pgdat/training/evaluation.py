@@ -10,7 +10,8 @@ from torch import nn
 
 from pgdat.checkpoint import atomic_write_bytes, load_model
 from pgdat.data.bundle import as_unit_float
-from pgdat.eval import evaluate
+from pgdat.eval import check_batch_fits, evaluate
+from pgdat.memory import EVAL_BATCH
 from pgdat.training.distributed import all_reduce_sum
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +27,7 @@ def _split_accuracy(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torc
     attacks = ["clean"] if cfg.eval.attack == "clean" else ["clean", cfg.eval.attack]
     res = evaluate(model, xs, ys, attacks=attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                    batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                   precision=trainer.precision, checks=False)
+                   precision=trainer.precision, checks=False, batch_option=EVAL_BATCH)
     c = trainer.data.info.num_classes
     per_class = torch.stack([torch.bincount(ys[res.flags["clean"]], minlength=c),
                              torch.bincount(ys[res.robust], minlength=c), torch.bincount(ys, minlength=c)]).double()
@@ -54,6 +55,22 @@ def per_class_metrics(split: str, per_class: torch.Tensor, groups: dict[str, lis
             out[f"{split}_{name}_clean_acc"] = (per_class[0, classes].sum() / n).item()
             out[f"{split}_{name}_robust_acc"] = (per_class[1, classes].sum() / n).item()
     return out
+
+
+def preflight_evaluation(trainer: Trainer, model: nn.Module) -> None:
+    """Before the first epoch: the per-epoch evaluation attack on one full ``eval.batch_size`` batch of the first
+    evaluated split, so an evaluation batch that does not fit fails before any training, not after the first epoch
+    (PgdatError naming eval.batch_size and the largest size that fits)."""
+    data, cfg = trainer.data, trainer.cfg
+    split = next((s for s in (data.val, data.test) if s is not None and len(s.y)), None)
+    if split is None:
+        return
+    n = min(cfg.eval.batch_size, len(split.y))
+    x, y = as_unit_float(split.x[:n].to(trainer.device)), split.y[:n].to(trainer.device)
+    attacks = ["clean"] if cfg.eval.attack == "clean" else ["clean", cfg.eval.attack]
+    check_batch_fits(model, x, y, attacks=attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
+                     batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
+                     precision=trainer.precision, batch_option=EVAL_BATCH)
 
 
 def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dict[str, Any]:
@@ -87,7 +104,8 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
             continue
         model = load_model(path, trainer.device)
         res = evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
-                       batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed)
+                       batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
+                       on_oom="halve", batch_option=EVAL_BATCH)
         summary[which] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
                           "per_class": res.per_class(y, trainer.data.info.num_classes),
                           "seconds": res.seconds, "warnings": res.warnings}

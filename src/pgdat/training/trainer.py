@@ -6,6 +6,7 @@ replays exactly what an uninterrupted run would have done.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -15,11 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from pgdat.checkpoint import build_model, load_checkpoint, model_config, save_checkpoint
+from pgdat.checkpoint import build_model, load_checkpoint, model_config, remove_stale_temps, save_checkpoint
 from pgdat.config import Config, config_to_dict
 from pgdat.config.validate import config_warnings, validate_config
 from pgdat.data.bundle import DataBundle
 from pgdat.errors import PgdatError
+from pgdat.memory import TRAIN_BATCH, free_memory, is_oom, largest_fitting, oom_error
 from pgdat.methods import METHODS, StepContext, build_method
 from pgdat.methods.base import ATTACK_COST
 from pgdat.models.normalize import resolve_input_norm
@@ -27,7 +29,7 @@ from pgdat.precision import autocast, resolve_precision
 from pgdat.runinfo import run_info
 from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
 from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
-from pgdat.training.evaluation import evaluate_splits, final_evaluation
+from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
@@ -81,6 +83,8 @@ class Trainer:
                        "input_norm": cfg.model.input_norm, "input_mean": mean, "input_std": std}
         self.callbacks = callbacks if callbacks is not None else [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
         self.callbacks += build_callbacks(self._callback_specs())
+        # temp files of checkpoint writes a kill interrupted (only pgdat's own; nothing else is touched)
+        self.removed_temps = remove_stale_temps(self.out) if self.dist.is_main and self.out.is_dir() else []
         if resume:
             self._load(self.out / "last.pt")
         elif self.dist.is_main:
@@ -111,6 +115,8 @@ class Trainer:
         if self.dist.is_main:
             for cb in self.callbacks:
                 cb.on_fit_start(self)
+        if self.epoch < self.cfg.train.epochs and self.stop_reason is None:
+            preflight_evaluation(self, self.attack_model)  # an eval.batch_size that does not fit fails now
         while self.epoch < self.cfg.train.epochs and self.stop_reason is None:
             t0 = time.perf_counter()
             metrics = self.train_epoch()
@@ -162,17 +168,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             ctx.progress, ctx.index, ctx.after_step = e + (i + 1) / n_batches, idx, []
-            with autocast(self.precision, dev):
-                out = self.method(self.train_model, x, y, ctx)
+            out = self._step(x, y, ctx)  # the first step is the memory preflight: too large a batch fails here
             loss = out["loss"]
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.scaler.is_enabled():
-                self.scaler.unscale_(self.optimizer)  # callbacks and clipping see the true gradient
-            if cfg.optim.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
             for fn in ctx.after_step:
                 fn()
             for cb in self.callbacks:
@@ -194,6 +191,53 @@ class Trainer:
         acc = lambda c, n: c / n if n else None  # noqa: E731
         return {"lr": lr, "train_loss": stats[0] / max(stats[1], 1), "train_clean_acc": acc(stats[2], stats[3]),
                 "train_robust_acc": acc(stats[4], stats[5])}
+
+    def _optimise(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
+        """One optimisation step on a batch (x (B, C, H, W), y (B,)): the method's loss, backward, update."""
+        with autocast(self.precision, self.device):
+            out = self.method(self.train_model, x, y, ctx)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out["loss"]).backward()
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)  # callbacks and clipping see the true gradient
+        if self.cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return out
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
+        """:meth:`_optimise`, with running out of memory turned into a PgdatError naming the batch size that fits."""
+        try:
+            return self._optimise(x, y, ctx)
+        except Exception as e:  # noqa: BLE001 - re-raised unless it is an allocator failure
+            if not is_oom(e):
+                raise
+        raise self._oom_error(x, y, ctx)  # outside the except block: the failed step's tensors are released
+
+    def _oom_error(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> PgdatError:
+        """After a step ran out of memory: probe prefixes of the batch (forward and backward, no update) for the
+        largest size that fits. Never retries training at another size (that would change the experiment); the
+        checkpoints on disk are untouched, the in-memory model (BatchNorm statistics, method state) is not."""
+        for fn in ctx.after_step:  # e.g. AWP takes its weight perturbation back
+            fn()
+        self.optimizer.zero_grad(set_to_none=True)
+        free_memory(self.device)
+
+        def probe(b: int) -> None:
+            pctx = dataclasses.replace(ctx, index=None if ctx.index is None else ctx.index[:b], after_step=[])
+            try:
+                with autocast(self.precision, self.device):
+                    loss = self.method(self.attack_model, x[:b], y[:b], pctx)["loss"]  # unwrapped: no collectives
+                loss.backward()
+            finally:
+                for fn in pctx.after_step:
+                    fn()
+                self.optimizer.zero_grad(set_to_none=True)
+
+        largest, _ = largest_fitting(probe, x.shape[0], self.device)
+        return oom_error(self.device, TRAIN_BATCH, self.cfg.data.batch_size,
+                         f"training step of method {self.cfg.method.name}", largest * self.dist.world)
 
     # -------------------------------------------------------------------------------------- state and files
     def _end_epoch(self, metrics: dict[str, Any]) -> None:
