@@ -25,9 +25,12 @@ def test_memorization_experiment_rows_and_plot(tmp_path, monkeypatch, tiny_overr
 @pytest.mark.slow
 def test_robust_overfitting_experiment(tmp_path, monkeypatch, tiny_overrides):
     monkeypatch.setitem(robust_overfitting.PRESETS, "cpu",
-                        ("default", tiny_overrides + ["train.epochs=3"], {"start_epoch": 2, "end_epoch": 3}))
+                        ("default", tiny_overrides + ["train.epochs=3"], {"start_epoch": 2, "end_epoch": 3},
+                         [("pgd_at", 0.5), ("pgd_at_te", 0.5), ("pgd_at", 0.0)]))
     rows = robust_overfitting.run("cpu", tmp_path)
-    assert [r["method"] for r in rows] == ["pgd_at", "pgd_at_te"]
+    assert [(r["method"], r["label_noise"]) for r in rows] == [("pgd_at", 0.5), ("pgd_at_te", 0.5), ("pgd_at", 0.0)]
+    assert "label_noise" in (tmp_path / "pgd_at_noise0.5" / "config.yaml").read_text()
+    assert "label_noise" not in (tmp_path / "pgd_at" / "config.yaml").read_text()
     for r in rows:
         assert r["best_robust_test"] >= r["last_robust_test"] and 1 <= r["best_epoch"] <= 3
     assert (tmp_path / "robust_overfitting.png").is_file()

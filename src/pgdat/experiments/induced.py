@@ -9,15 +9,13 @@ from typing import Any
 from pgdat.analysis.cli_induced import analyze_run, plot_induced
 from pgdat.experiments import EXPERIMENTS, write_summary
 from pgdat.experiments.common import train_run
+from pgdat.experiments.robust_overfitting import CPU_AT, CPU_NOISE, noise_overrides
 
 PRESETS = {
-    # 1,000 MNIST images, eps 0.2, SGD with decay at 50%/75% of 30 epochs; checkpoints every 5 epochs.
-    "cpu": ("default", ["data.n_train=1000", "data.val_size=300", "data.batch_size=64", "attack.eps=0.2",
-                        "attack.step_size=0.05", "attack.steps=5", "attack.eps_warmup_epochs=2", "optim.name=sgd",
-                        "optim.lr=0.05", "optim.weight_decay=5e-4", "optim.schedule=piecewise",
-                        "optim.milestones=[0.5, 0.75]", "train.epochs=30", "train.checkpoint_every=5",
-                        "eval.attack=pgd-10", "eval.n_test=500", "eval.n_final=500", "train.progress=false"],
-            [5, 10, 15, 20, 25, 30],
+    # The robust-overfitting CPU preset's AT run (1,000 MNIST images, 20% label noise, eps 0.2, 40 epochs, decay at
+    # 50%/75%), with checkpoints every 5 epochs, so the IDE curve sits next to a run whose robust accuracy falls.
+    "cpu": ("default", CPU_AT + noise_overrides(CPU_NOISE) + ["train.checkpoint_every=5"],
+            [5, 10, 15, 20, 25, 30, 35, 40],
             {"student_epochs": 20, "student_overrides": ["optim.name=adam", "optim.lr=0.001",
                                                          "optim.schedule=constant", "optim.weight_decay=0"],
              "sigma": 0.01, "pairs": 5, "n_dispersion": 100}),
