@@ -2,7 +2,8 @@
 
 Every attack in pgdat draws its projection, steepest-ascent step and random start from a :class:`ThreatModel`.
 Images are float tensors in [0,1] of shape (B, C, H, W); eps and step sizes are in the same pixel units
-(so eps = 8/255 for the usual CIFAR-10 Linf threat).
+(so eps = 8/255 for the usual CIFAR-10 Linf threat). ``box=None`` drops the image box for data that lies outside
+[0,1] by construction (unclipped injected features): perturbed inputs are then only held to the eps-ball.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from pgdat.errors import PgdatError
 
 NORMS = ("linf", "l2")
 _TINY = 1e-12
+UNIT_BOX = (0.0, 1.0)
+# attack.box name -> box; ``auto`` (the default) is resolved from the data: none where the dataset declares images
+# outside [0,1] (DatasetInfo.in_unit_box False), else unit
+BOXES: dict[str, tuple[float, float] | None] = {"auto": UNIT_BOX, "unit": UNIT_BOX, "none": None}
 
 
 def parse_number(value: str | float, name: str = "eps") -> float:
@@ -47,6 +52,22 @@ def parse_eps(value: str | float, name: str = "eps") -> float:
     return number + 0.0  # -0.0 -> 0.0
 
 
+def resolve_box(name: str, data_in_unit_box: bool = True) -> str:
+    """The ``attack.box`` setting ``name`` (auto | unit | none) resolved for a dataset: ``unit`` or ``none``.
+
+    auto: ``none`` when the data may lie outside [0,1] (``data_in_unit_box`` False), else ``unit``. An explicit
+    ``unit`` on such data is refused: evaluation would reject the images and training would clamp them.
+    """
+    if name not in BOXES:
+        raise PgdatError(f"unknown box '{name}'; valid boxes: {', '.join(BOXES)}")
+    if name == "auto":
+        return "unit" if data_in_unit_box else "none"
+    if name == "unit" and not data_in_unit_box:
+        raise PgdatError("attack.box=unit, but the dataset's images may lie outside [0,1] (inject_features with "
+                         "clip_injected: false): set attack.box=none or auto (eps-ball only), or clip_injected: true")
+    return name
+
+
 def _norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
     """Per-example norm of ``delta`` (B, ...) as (B, 1, 1, 1)-broadcastable tensor."""
     flat = delta.flatten(1)
@@ -56,19 +77,26 @@ def _norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ThreatModel:
-    """An Lp ball of radius ``eps`` around each image, intersected with the [0,1] box.
+    """An Lp ball of radius ``eps`` around each image, intersected with the image box.
 
-    norm: ``"linf"`` or ``"l2"``. eps: radius in pixel units (>= 0).
+    norm: ``"linf"`` or ``"l2"``. eps: radius in pixel units (>= 0). box: (lo, hi) pixel range perturbed images
+    are clamped to (default [0,1]); None: no box, only the ball (for data outside [0,1], e.g. unclipped injected
+    features, where clamping to [0,1] would move pixels by more than eps).
     """
 
     norm: str
     eps: float
+    box: tuple[float, float] | None = UNIT_BOX
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise PgdatError(f"unknown norm '{self.norm}'; valid norms: {', '.join(NORMS)}")
         if not math.isfinite(self.eps) or self.eps < 0:
             raise PgdatError(f"eps must be a finite number >= 0 (got {self.eps}); write it like 8/255")
+        if self.box is not None:
+            lo, hi = self.box
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise PgdatError(f"box must be (lo, hi) with finite lo < hi, or None for no box (got {self.box})")
 
     def norm_of(self, delta: torch.Tensor) -> torch.Tensor:
         """Per-example norm of a perturbation (B, C, H, W) -> (B,)."""
@@ -82,10 +110,13 @@ class ThreatModel:
         n = _norms(delta, "l2")
         return delta * torch.clamp(r / (n + _TINY), max=1.0)
 
-    @staticmethod
-    def project_box(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """Shrink ``delta`` so that ``x + delta`` stays in [0,1]."""
-        return (x + delta).clamp(0.0, 1.0) - x
+    def clamp_box(self, x_adv: torch.Tensor) -> torch.Tensor:
+        """``x_adv`` clamped into the box (unchanged when ``box`` is None)."""
+        return x_adv if self.box is None else x_adv.clamp(*self.box)
+
+    def project_box(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Shrink ``delta`` so that ``x + delta`` stays in the box (unchanged when ``box`` is None)."""
+        return delta if self.box is None else (x + delta).clamp(*self.box) - x
 
     def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """Project onto ball ∩ box. For Linf this is exact; for L2, ball then box (the standard approximation,

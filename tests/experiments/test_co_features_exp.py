@@ -24,25 +24,43 @@ def test_paper_preset_holds_the_co_features_recipe():
     assert (cfg.optim.schedule, cfg.optim.lr, cfg.optim.peak, cfg.data.batch_size) == ("cyclic", 0.2, 0.5, 128)
     assert cfg.eval.final_attacks.endswith("pgd-50x10") and cfg.eval.step_size == pytest.approx(2 / 255)
     assert cfg.attack.eps == pytest.approx(6 / 255) and cfg.attack.bn_mode == "train"
-    assert dict(cfg.data.transforms[0]) == {"name": "inject_features", "beta": 4.0, "clip_injected": True}
-    assert cfg.train.callbacks[0]["name"] == "co_monitor"
+    assert dict(cfg.data.transforms[0]) == {"name": "inject_features", "beta": 4.0, "clip_injected": False}
+    assert cfg.train.callbacks[0]["name"] == "co_monitor" and cfg.attack.box == "auto"  # unclipped: no box
     assert {m for _, _, m in spec["grid"]} == set(exp.METHODS)
+    assert exp.run_name(spec, 6 / 255, 4.0, "fgsm_at", True) == "fgsm_at_eps6_beta4_perp_unclipped"
+    assert exp.run_name(spec, 6 / 255, 0.0, "fgsm_at") == "fgsm_at_eps6_beta0"
+
+
+def test_cpu_preset_clips_and_adds_one_orthogonal_run():
+    spec = exp.PRESETS["cpu"]
+    assert spec["clip_injected"] and len(spec["orthogonal"]) == 1
+    eps, beta, method = spec["orthogonal"][0]
+    cfg = load_config(spec["recipe"], exp.run_overrides(spec, eps, beta, method, orthogonal=True))
+    assert dict(cfg.data.transforms[0]) == {"name": "inject_features", "beta": beta, "clip_injected": True,
+                                            "orthogonal": True}
+    assert exp.run_name(spec, eps, beta, method, True) == "fgsm_at_eps51_beta40_perp"
+    assert exp.run_name(spec, eps, beta, method) == "fgsm_at_eps51_beta40"  # the runs an earlier sweep wrote
 
 
 @pytest.mark.slow
 def test_repro_co_features_tiny_preset(tmp_path, monkeypatch):
     monitor = "{name: co_monitor, n_train: 16, n_val: 16, attack: pgd-2}"
-    tiny = {**exp.PRESETS["cpu"], "overrides": TINY, "monitor": monitor,
-            "grid": [(0.1, 0.0, "fgsm_at"), (0.1, 30.0, "n_fgsm")]}
+    tiny = {**exp.PRESETS["cpu"], "overrides": TINY, "monitor": monitor, "clip_injected": False,
+            "grid": [(0.1, 0.0, "fgsm_at"), (0.1, 30.0, "n_fgsm")], "orthogonal": [(0.1, 30.0, "fgsm_at")]}
     monkeypatch.setitem(exp.PRESETS, "cpu", tiny)
     rows = exp.run("cpu", tmp_path)
-    assert [(r["method"], r["beta"]) for r in rows] == [("fgsm_at", 0.0), ("n_fgsm", 30.0)]
+    assert [(r["method"], r["beta"], r["injection"]) for r in rows] == [
+        ("fgsm_at", 0.0, "plain"), ("n_fgsm", 30.0, "plain"), ("fgsm_at", 30.0, "orthogonal")]
     for r in rows:
         assert 0 <= r["pgd_acc"] <= r["fgsm_acc"] <= r["clean_acc"] <= 1 and r["co_detected"] in (True, False)
-        assert r["out_of_box"] == 0
+    # the clean control keeps the [0,1] box; unclipped injected data lies outside it and is attacked without it
+    assert rows[0]["out_of_box"] == 0 and rows[0]["box"] == "unit" and rows[0]["clip_injected"] is None
+    assert all(r["out_of_box"] > 0 and r["box"] == "none" and r["clip_injected"] is False for r in rows[1:])
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert len(summary["rows"]) == 2 and (tmp_path / "co_features.png").is_file()
-    run_dir = tmp_path / "n_fgsm_eps25.5_beta30"
+    assert len(summary["rows"]) == 3 and (tmp_path / "co_features.png").is_file()
+    assert "unclipped" in summary["meta"]["injection"]
+    assert (tmp_path / "fgsm_at_eps25.5_beta30_perp_unclipped" / "final.json").is_file()
+    run_dir = tmp_path / "n_fgsm_eps25.5_beta30_unclipped"
     assert "inject_features" in (run_dir / "config.yaml").read_text()
     first = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[1])
     assert {"co_val_pgd_acc", "co_train_fgsm_acc", "co_detected", "co_epoch"} <= set(first)

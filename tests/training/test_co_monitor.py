@@ -35,7 +35,8 @@ def _trainer(tiny_model, tiny_batch):
     x, y = tiny_batch
     data = SimpleNamespace(train=Split(x[:48].contiguous(), y[:48]), val=Split(x[48:].contiguous(), y[48:]))
     return SimpleNamespace(cfg=load_config("default", ["attack.eps=0.1"]), data=data, device=torch.device("cpu"),
-                           model=tiny_model, attack_model=tiny_model, history=[], stop_reason=None)
+                           model=tiny_model, attack_model=tiny_model, history=[], stop_reason=None,
+                           box=(0.0, 1.0))
 
 
 def _run(monitor, trainer, accs, monkeypatch):

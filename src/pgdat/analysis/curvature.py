@@ -16,6 +16,7 @@ from torch import nn
 
 from pgdat.attacks.core import attack_mode
 from pgdat.errors import PgdatError
+from pgdat.threat import UNIT_BOX
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, x, y) -> per-example loss (B,)
 METHODS = ("autograd", "fd")
@@ -108,21 +109,22 @@ def span_energy_share(delta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def fgsm_pgd_gap(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
-                 attack: str = "pgd-10", batch_size: int = 256, seed: int = 0) -> dict[str, float]:
+                 attack: str = "pgd-10", batch_size: int = 256, seed: int = 0,
+                 box: tuple[float, float] | None = UNIT_BOX) -> dict[str, float]:
     """``fgsm_acc`` (accuracy on FGSM points, zero init, step eps; *not* a cascade after clean, so label leaking
     can put it above clean accuracy), ``pgd_acc`` (robust accuracy: clean and ``attack`` correct) and
     ``gap`` = fgsm_acc - pgd_acc. A large gap with near-zero PGD accuracy is the signature of catastrophic
-    overfitting. The model is evaluated in eval mode."""
+    overfitting. The model is evaluated in eval mode. box: pixel range of the attacks (None: eps-ball only)."""
     from pgdat.attacks import fgsm
     from pgdat.eval import evaluate
 
     correct = 0
     for i in range(0, len(y), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        x_adv = fgsm(model, xb, yb, eps=eps, norm=norm, bn_mode="eval", check=False)
+        x_adv = fgsm(model, xb, yb, eps=eps, norm=norm, box=box, bn_mode="eval", check=False)
         with torch.no_grad(), attack_mode(model, "eval"):
             correct += int(model(x_adv).argmax(1).eq(yb).sum())
     pgd_acc = evaluate(model, x, y, attacks=["clean", attack], eps=eps, norm=norm, batch_size=batch_size, seed=seed,
-                       checks=False).robust_accuracy
+                       checks=False, box=box).robust_accuracy
     fgsm_acc = correct / max(len(y), 1)
     return {"fgsm_acc": fgsm_acc, "pgd_acc": pgd_acc, "gap": fgsm_acc - pgd_acc}

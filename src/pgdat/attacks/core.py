@@ -19,7 +19,7 @@ from pgdat.attacks.losses import AttackLoss, resolve_loss
 from pgdat.errors import PgdatError
 from pgdat.precision import autocast, resolve_precision
 from pgdat.registry import Registry
-from pgdat.threat import ThreatModel
+from pgdat.threat import UNIT_BOX, ThreatModel
 
 # bn_mode name -> fn(model) that puts the model in that mode for an attack (attack_mode restores it after)
 BN_MODES: Registry[Callable[[nn.Module], None]] = Registry("bn_mode")
@@ -97,8 +97,9 @@ class AttackSpec:
             raise PgdatError(f"init_scale must be >= 0 (got {self.init_scale})")
 
 
-def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
-    """Validate a batch: float images (B, C, H, W) in [0,1] and int64 labels (B,) on the same device.
+def check_inputs(x: torch.Tensor, y: torch.Tensor, box: tuple[float, float] | None = UNIT_BOX) -> None:
+    """Validate a batch: float images (B, C, H, W) in ``box`` ([0,1]; None: any finite values, for data outside
+    [0,1] by construction) and int64 labels (B,) on the same device.
 
     Costs one host sync. The labels' range is checked against the model's outputs by :func:`check_logits`.
     """
@@ -114,9 +115,13 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
         lo, hi = torch.stack(torch.aminmax(x.detach())).float().tolist()
         if lo != lo or hi != hi:  # NaN
             raise PgdatError("images contain NaN; check the data pipeline (images must be finite and lie in [0,1])")
-        if lo < 0 or hi > 1:
-            raise PgdatError(f"images must lie in [0,1] (got range [{lo:.3g}, {hi:.3g}]); normalisation belongs inside "
-                             "the model (pgdat.models.Normalize), not in the data")
+        if box is None and not (math.isfinite(lo) and math.isfinite(hi)):
+            raise PgdatError(f"images must be finite (got range [{lo:.3g}, {hi:.3g}]); check the data pipeline")
+        if box is not None and (lo < box[0] or hi > box[1]):
+            raise PgdatError(f"images must lie in [{box[0]:g},{box[1]:g}] (got range [{lo:.3g}, {hi:.3g}]); "
+                             "normalisation belongs inside the model (pgdat.models.Normalize), not in the data; for "
+                             "data outside [0,1] by construction (unclipped injected features) use box=None "
+                             "(attack.box=none)")
 
 
 def check_labels(y: torch.Tensor, num_classes: int) -> None:
@@ -206,7 +211,7 @@ def perturb(
     generator: torch.Generator | None = None,
     check: bool = True,
 ) -> torch.Tensor:
-    """Attack a batch with ``restarts`` random starts; returns detached ``x_adv`` in [0,1] shaped like x.
+    """Attack a batch with ``restarts`` random starts; returns detached ``x_adv`` in the threat's box shaped like x.
 
     With restarts > 1, later starts only attack the examples not yet fooled, and each example keeps the
     perturbation that fooled the model first or, if none did, the one of highest loss.
@@ -214,14 +219,14 @@ def perturb(
     if int(restarts) != restarts or restarts < 1:
         raise PgdatError(f"restarts must be an integer >= 1 (got {restarts})")
     if check:  # one sync here, one after the first forward pass (labels against the model's outputs)
-        check_inputs(x, y)
+        check_inputs(x, y, spec.threat.box)
     loss_fn = resolve_loss(loss)
     precision = resolve_precision(precision, x.device)
     with attack_mode(model, bn_mode), torch.enable_grad():  # attacks work even when called under no_grad
         delta = ascend(model, x, y, spec, loss_fn, precision=precision, generator=generator, check_labels=check)
         if restarts > 1:
             delta = _restart(model, x, y, spec, loss_fn, delta, restarts, precision, generator)
-    return (x.float() + delta).clamp_(0.0, 1.0).to(x.dtype).detach()
+    return spec.threat.clamp_box(x.float() + delta).to(x.dtype).detach()
 
 
 def _score(
@@ -229,7 +234,7 @@ def _score(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example (loss, fooled) of the perturbed batch, without gradients."""
     with torch.no_grad():
-        logits = model((x.float() + delta).clamp(0, 1).to(x.dtype)).float()
+        logits = model(spec.threat.clamp_box(x.float() + delta).to(x.dtype)).float()
     pred = logits.argmax(dim=1)
     fooled = pred.eq(y) if spec.targeted else pred.ne(y)
     objective = -loss_fn(logits, y) if spec.targeted else loss_fn(logits, y)

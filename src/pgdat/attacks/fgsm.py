@@ -8,7 +8,7 @@ from torch import nn
 
 from pgdat.attacks.core import AttackSpec, perturb
 from pgdat.attacks.losses import AttackLoss
-from pgdat.threat import ThreatModel
+from pgdat.threat import UNIT_BOX, ThreatModel
 
 
 def fgsm(
@@ -22,6 +22,7 @@ def fgsm(
     init_scale: float = 1.0,
     project: bool = True,
     norm: str = "linf",
+    box: tuple[float, float] | None = UNIT_BOX,
     loss: str | AttackLoss = "ce",
     targeted: bool = False,
     bn_mode: str = "eval",
@@ -32,12 +33,13 @@ def fgsm(
     """One gradient step from ``init``; returns detached x_adv (B, C, H, W) in [0,1].
 
     step_size: defaults to eps. init: ``zero`` | ``uniform`` (in the ball of radius init_scale*eps) | ``normal``.
-    project: clip the result to the eps-ball (False for N-FGSM, which only keeps [0,1]).
+    project: clip the result to the eps-ball (False for N-FGSM, which only keeps [0,1]). box: the pixel range
+    (default [0,1]); None for data outside [0,1] (only the eps-ball, see :class:`pgdat.threat.ThreatModel`).
     FGSM: defaults. RS-FGSM: ``init="uniform", step_size=1.25*eps``. N-FGSM: ``init="uniform", init_scale=2,
     project=False``.
     """
     spec = AttackSpec(
-        threat=ThreatModel(norm, eps),
+        threat=ThreatModel(norm, eps, box),
         step_size=eps if step_size is None else step_size,
         steps=1,
         init=init,

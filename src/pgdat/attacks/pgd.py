@@ -7,7 +7,7 @@ from torch import nn
 
 from pgdat.attacks.core import AttackSpec, perturb
 from pgdat.attacks.losses import AttackLoss
-from pgdat.threat import ThreatModel
+from pgdat.threat import UNIT_BOX, ThreatModel
 
 
 def pgd(
@@ -19,6 +19,7 @@ def pgd(
     step_size: float,
     steps: int,
     norm: str = "linf",
+    box: tuple[float, float] | None = UNIT_BOX,
     restarts: int = 1,
     random_start: bool = True,
     init: str | None = None,
@@ -32,7 +33,8 @@ def pgd(
 ) -> torch.Tensor:
     """PGD-``steps`` in the ``norm`` ball of radius ``eps`` (pixel units); returns detached x_adv (B, C, H, W).
 
-    x: images in [0,1] (B, C, H, W); y: labels (B,) (target labels when ``targeted``).
+    x: images in [0,1] (B, C, H, W); y: labels (B,) (target labels when ``targeted``). box: the pixel range
+    (default [0,1]); None for data outside [0,1] (only the eps-ball, see :class:`pgdat.threat.ThreatModel`).
     random_start: uniform start in the ball (else start at x); ``init`` overrides it (``zero``/``uniform``/``normal``).
     loss: ``ce``, ``cw`` (margin) or a callable ``(logits, y) -> (B,)``.
     bn_mode: ``eval`` (Madry/TRADES) or ``train`` (robust_overfitting) for the attack's forward passes; the
@@ -41,7 +43,7 @@ def pgd(
     stop_on_success: freeze examples once misclassified (evaluation).
     """
     spec = AttackSpec(
-        threat=ThreatModel(norm, eps),
+        threat=ThreatModel(norm, eps, box),
         step_size=step_size,
         steps=steps,
         init=init or ("uniform" if random_start else "zero"),

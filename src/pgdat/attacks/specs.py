@@ -15,11 +15,13 @@ from pgdat.attacks.fgsm import fgsm
 from pgdat.attacks.pgd import pgd
 from pgdat.errors import PgdatError
 from pgdat.registry import Registry
+from pgdat.threat import UNIT_BOX
 
 
 @dataclass(frozen=True)
 class EvalAttack:
-    """A parsed attack spec. ``run(model, x, y, eps=, norm=, step_size=, generator=, precision=, seed=) -> x_adv``."""
+    """A parsed attack spec. ``run(model, x, y, eps=, norm=, box=, step_size=, generator=, precision=, seed=)
+    -> x_adv``; box: pixel range (lo, hi) or None (only the eps-ball; AutoAttack needs [0,1])."""
 
     spec: str
     family: str
@@ -57,9 +59,10 @@ def _clean(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
 
 @_register("fgsm", 1, False)
 def _fgsm(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, generator=None,
-            precision: str = "fp32", **_: object) -> torch.Tensor:
-        return fgsm(model, x, y, eps=eps, norm=norm, generator=generator, precision=precision, check=False)
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str,
+            box: tuple[float, float] | None = UNIT_BOX, generator=None, precision: str = "fp32", **_: object
+            ) -> torch.Tensor:
+        return fgsm(model, x, y, eps=eps, norm=norm, box=box, generator=generator, precision=precision, check=False)
 
     return run
 
@@ -67,10 +70,11 @@ def _fgsm(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
 def _pgd_family(loss: str) -> Builder:
     def build(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
         def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str,
-                step_size: float | None = None, generator=None, precision: str = "fp32", **_: object) -> torch.Tensor:
+                box: tuple[float, float] | None = UNIT_BOX, step_size: float | None = None, generator=None,
+                precision: str = "fp32", **_: object) -> torch.Tensor:
             alpha = default_step_size(eps, steps) if step_size is None else step_size
-            return pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, norm=norm, restarts=restarts, loss=loss,
-                       generator=generator, precision=precision, stop_on_success=True, check=False)
+            return pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, norm=norm, box=box, restarts=restarts,
+                       loss=loss, generator=generator, precision=precision, stop_on_success=True, check=False)
 
         return run
 
@@ -84,7 +88,10 @@ _register("cw", 20, True)(_pgd_family("cw"))
 def _aa_family(attacks: list[str] | None) -> Builder:
     def build(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
         def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, seed: int = 0,
-                **_: object) -> torch.Tensor:
+                box: tuple[float, float] | None = UNIT_BOX, **_: object) -> torch.Tensor:
+            if box != UNIT_BOX:
+                raise PgdatError(f"AutoAttack clamps images to [0,1], so it cannot evaluate box={box}; use pgd-K or "
+                                 "cw-K (they honour the box) or data in [0,1] (clip_injected: true)")
             return autoattack(model, x, y, eps=eps, norm=norm, attacks=attacks, seed=seed, batch_size=x.shape[0])
 
         return run

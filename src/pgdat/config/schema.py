@@ -48,6 +48,9 @@ class AttackConfig:
     #                                    statistics, running statistics not updated by the attack; NTK notes R2)
     loss: str = "ce"                   # ce | cw (methods with their own inner loss, e.g. TRADES, ignore it)
     eps_warmup_epochs: float = 0.0     # ramp eps and step size linearly from 0 over this many epochs (0 = off)
+    box: str = "auto"                  # pixel range of perturbed inputs, in training and evaluation: unit ([0,1])
+    #                                    | none (eps-ball only, for data outside [0,1]) | auto (none when the dataset
+    #                                    declares images outside [0,1], e.g. inject_features clip_injected=false)
 
 
 @dataclass(frozen=True)

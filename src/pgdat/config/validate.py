@@ -18,7 +18,7 @@ from pgdat.errors import PgdatError
 NON_ATTACKING_METHODS = frozenset({"standard"})
 # single-step methods that set their own step, deliberately up to 2 eps (RS-FGSM: 1.25 eps; N-FGSM: 2 eps), so a
 # step size above eps is expected there and not reported
-LARGE_STEP_METHODS = frozenset({"fgsm_at", "rs_fgsm", "n_fgsm", "grad_align"})
+LARGE_STEP_METHODS = frozenset({"fgsm_at", "rs_fgsm", "n_fgsm", "grad_align", "free_at"})  # free_at: step eps
 SELECT_BY = ("val_robust_acc", "val_clean_acc")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -56,7 +56,7 @@ def _check_names(cfg: Config) -> None:
     from pgdat.models.batchnorm import BN_VARIANTS
     from pgdat.models.normalize import INPUT_NORMS
     from pgdat.models.registry import MODELS
-    from pgdat.threat import NORMS
+    from pgdat.threat import BOXES, NORMS
     from pgdat.training.optim import OPTIMIZERS
     from pgdat.training.schedules import SCHEDULES
 
@@ -71,6 +71,7 @@ def _check_names(cfg: Config) -> None:
     _name_in("attack.init", cfg.attack.init, INITS, "init")
     _name_in("attack.bn_mode", cfg.attack.bn_mode, BN_MODES)
     _name_in("attack.loss", cfg.attack.loss, LOSSES)
+    _name_in("attack.box", cfg.attack.box, tuple(BOXES))
     _name_in("eval.select_by", cfg.eval.select_by, SELECT_BY)
 
 

@@ -18,7 +18,8 @@ class DatasetInfo:
 
     ``shape`` is one image as (C, H, W); ``mean``/``std`` are per-channel statistics of the training images in
     [0, 1] pixel units; ``default_augment`` is the standard training augmentation (random crops use 4 pixels of
-    zero padding).
+    zero padding). ``in_unit_box`` is False when a transform may put pixels outside [0, 1] (unclipped injected
+    features); ``attack.box=auto`` then drops the [0,1] clamp from training and evaluation attacks.
     """
 
     name: str
@@ -28,6 +29,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     classes: tuple[str, ...]
     default_augment: Augment = "none"
+    in_unit_box: bool = True
 
 
 def as_unit_float(x: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,11 @@ Carriers (``carriers``): ``paired`` (the paper's): m = ceil(K/2) distinct patter
 
 Storage: injected splits hold **float32** images in pixel units (``Split`` accepts float32; loaders and evaluation
 keep float images as they are). With ``clip_injected=False`` (the repo default) images may lie up to beta outside
-[0, 1]; pgdat's attacks clamp x~ + delta into [0, 1] as the repo does, but ``pgdat.eval.evaluate`` rejects inputs
-outside [0, 1], so runs through the Trainer need ``clip_injected=True`` until evaluation accepts such data. Use
+[0, 1] and the bundle declares it (``info.in_unit_box = False``), so a run with ``attack.box=auto`` trains and
+evaluates with no image box: perturbations are held to the eps-ball only. The repo instead clamps x~ + delta into
+[0, 1], which moves an out-of-box pixel by more than eps (x~ = 1.05 forces delta = -0.05 at eps 4/255); pgdat does
+not reproduce that, since such a perturbation is outside the threat model its evaluation certifies. With
+``clip_injected=True`` images are clamped to [0, 1] once, at injection, and the usual [0,1] box applies. Use
 :func:`out_of_box_fraction` to log how many pixels the injection pushed out of the box.
 """
 
@@ -119,8 +122,9 @@ def inject_features(bundle: DataBundle, *, seed: int = 0, beta: float = 8.0, car
     """Inject class-wise carriers of strength ``beta`` (0-255 scale, >= 0) into every split (train/val/test).
 
     orthogonal: project span(V) out of the images first (``projector`` distinct | repo). clip_injected: clamp to
-    [0, 1] (default False, as the repo). reverse: subtract the carrier (the repo's ``inject_reverse_*``). ``seed`` is
-    unused (the construction is deterministic) and accepted for the transform interface."""
+    [0, 1] (default False, as the repo; the bundle then declares ``info.in_unit_box = False``). reverse: subtract
+    the carrier (the repo's ``inject_reverse_*``). ``seed`` is unused (the construction is deterministic) and
+    accepted for the transform interface."""
     if not (math.isfinite(beta) and beta >= 0):
         raise PgdatError(f"inject_features beta must be >= 0 on the 0-255 scale (got {beta}); e.g. beta=8")
     v = make_carriers(bundle.info.num_classes, bundle.info.shape, carriers)
@@ -128,7 +132,8 @@ def inject_features(bundle: DataBundle, *, seed: int = 0, beta: float = 8.0, car
     kw = {"q": q, "clip": clip_injected, "sign": -1.0 if reverse else 1.0}
     val = inject_split(bundle.val, v, beta, **kw) if bundle.val is not None else None
     name = f"{bundle.info.name}+inject(beta={beta:g}{',perp' if orthogonal else ''})"
-    return dataclasses.replace(bundle, info=dataclasses.replace(bundle.info, name=name),
+    info = dataclasses.replace(bundle.info, name=name, in_unit_box=clip_injected)  # unclipped: may leave [0, 1]
+    return dataclasses.replace(bundle, info=info,
                                train=inject_split(bundle.train, v, beta, **kw), val=val,
                                test=inject_split(bundle.test, v, beta, **kw))
 

@@ -18,7 +18,7 @@ from pgdat.errors import PgdatError
 from pgdat.eval.checks import output_warnings
 from pgdat.memory import API_BATCH, Batcher, BatchOption
 from pgdat.precision import resolve_precision
-from pgdat.threat import ThreatModel
+from pgdat.threat import UNIT_BOX, ThreatModel
 
 
 @dataclass
@@ -39,6 +39,7 @@ class EvalResult:
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     batch_size: int = 0  # the batch size the evaluation ended with (smaller than asked after out-of-memory halving)
+    box: tuple[float, float] | None = UNIT_BOX  # pixel range of the perturbed inputs; None: only the eps-ball
 
     @property
     def robust(self) -> torch.Tensor:
@@ -57,7 +58,8 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "n": self.n, "eps": self.eps, "norm": self.norm, "seed": self.seed,
-                "seconds": self.seconds, "warnings": self.warnings, "batch_size": self.batch_size}
+                "seconds": self.seconds, "warnings": self.warnings, "batch_size": self.batch_size,
+                "box": list(self.box) if self.box is not None else None}
 
 
 def _predict(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batcher: Batcher) -> torch.Tensor:
@@ -87,8 +89,8 @@ def _run_attack(model: nn.Module, attack: EvalAttack, x: torch.Tensor, y: torch.
 
     def step(i: int, j: int) -> None:
         b = idx[i:j]
-        x_adv = attack.run(model, x[b], y[b], eps=threat.eps, norm=threat.norm, step_size=step_size, generator=gen,
-                           precision=precision, seed=seed)
+        x_adv = attack.run(model, x[b], y[b], eps=threat.eps, norm=threat.norm, box=threat.box, step_size=step_size,
+                           generator=gen, precision=precision, seed=seed)
         if threat.norm_of(x_adv.float() - x[b].float()).max() > threat.eps * (1 + 1e-4) + 1e-6:
             raise RuntimeError(f"attack {attack.spec} left the {threat.norm} ball of radius {threat.eps}")
         with torch.no_grad():
@@ -112,6 +114,7 @@ def evaluate(
     checks: bool = True,
     on_oom: str = "raise",
     batch_option: BatchOption = API_BATCH,
+    box: tuple[float, float] | None = UNIT_BOX,
 ) -> EvalResult:
     """Accuracy of ``model`` on (x (N, C, H, W) in [0,1] or uint8, y (N,)) under a cascade of attacks.
 
@@ -121,14 +124,17 @@ def evaluate(
     on_oom: running out of memory at ``batch_size`` either raises a PgdatError with the largest batch size that
     fits (``raise``) or halves the batch size and goes on, with a warning kept in ``warnings`` (``halve``: results
     do not depend on the batch size except through the attacks' random starts). batch_option: how the caller's
-    user sets the batch size (named in those messages).
+    user sets the batch size (named in those messages). box: the pixel range x and every perturbed input must lie in
+    (default [0,1]); None for data outside [0,1] by construction (unclipped injected features): x may take any
+    finite values and perturbations are held to the eps-ball only (no clamp), so the attacks stay inside the threat
+    model instead of moving out-of-box pixels by more than eps.
     """
     if batch_size < 1:
         raise PgdatError(f"batch_size must be >= 1 (got {batch_size})")
-    threat = ThreatModel(norm, eps)
+    threat = ThreatModel(norm, eps, tuple(box) if box is not None else None)
     parsed = parse_attacks(attacks)
     x = as_unit_float(x) if x.dtype == torch.uint8 else x
-    check_inputs(x, y)
+    check_inputs(x, y, threat.box)
     precision = resolve_precision(precision, x.device)
     batcher = Batcher(batch_size, x.device, batch_option, on_oom)
     if model.training:
@@ -152,7 +158,7 @@ def evaluate(
     for w in notes:
         warnings.warn(w, stacklevel=2)
     return EvalResult(accuracy=accuracy, flags=flags, n=n, eps=eps, norm=norm, seed=seed, seconds=seconds,
-                      warnings=batcher.notes + notes, batch_size=batcher.size)
+                      warnings=batcher.notes + notes, batch_size=batcher.size, box=threat.box)
 
 
 def _one_step(attack: EvalAttack) -> EvalAttack:
@@ -163,14 +169,15 @@ def _one_step(attack: EvalAttack) -> EvalAttack:
 
 def check_batch_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attacks: str | list[str], eps: float,
                      norm: str = "linf", batch_size: int = 256, step_size: float | None = None, seed: int = 0,
-                     precision: str = "fp32", batch_option: BatchOption = API_BATCH) -> None:
+                     precision: str = "fp32", batch_option: BatchOption = API_BATCH,
+                     box: tuple[float, float] | None = UNIT_BOX) -> None:
     """Preflight: the clean pass and one step of every attack of the cascade on a full batch (the first
     ``batch_size`` points, all treated as still robust, as late in training when most points are), so that a batch
     size that does not fit fails now with a PgdatError naming ``batch_option`` and the largest size that fits, not
     hours later. One step of pgd-K/cw-K needs the memory of every step at 1/K of the work. x: (N, C, H, W) in [0,1]
     or uint8; y: (N,). Nothing is returned; the model's mode is restored.
     """
-    threat, parsed = ThreatModel(norm, eps), parse_attacks(attacks)
+    threat, parsed = ThreatModel(norm, eps, tuple(box) if box is not None else None), parse_attacks(attacks)
     n = min(batch_size, x.shape[0])
     xb, yb = x[:n], y[:n]
     xb = as_unit_float(xb) if xb.dtype == torch.uint8 else xb

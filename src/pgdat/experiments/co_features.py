@@ -1,14 +1,19 @@
 """``pgdat repro co-features`` (Ortiz-Jimenez et al., TMLR 2023): single-step AT on data with injected class-wise
 DCT carriers. Sweeps (beta, eps, method) over FGSM-AT, N-FGSM, GradAlign and PGD-AT; every run carries the CO monitor.
+A preset's ``orthogonal`` runs use the orthogonal variant (span(V) projected out of the images before injection).
 
-Rows: ``method, eps, beta, clean_acc, fgsm_acc, pgd_acc, co_detected, co_epoch`` (+ out-of-box pixel fraction and
-train seconds); accuracies are the last checkpoint's on the (injected) test subset, each attack counted as a cascade
-after clean (FGSM then PGD, so ``pgd_acc`` is clean-and-FGSM-and-PGD correct). ``co_features.png``: heat maps of
-final PGD accuracy over (beta, eps) per method.
+Rows: ``method, injection, eps, beta, clean_acc, fgsm_acc, pgd_acc, co_detected, co_epoch`` (+ ``clip_injected``,
+the attacks' image ``box``, the out-of-box pixel fraction and train seconds); accuracies are the last checkpoint's on
+the (injected) test subset, each attack counted as a cascade after clean (FGSM then PGD, so ``pgd_acc`` is
+clean-and-FGSM-and-PGD correct). ``co_features.png``: heat maps of final PGD accuracy over (beta, eps) per method
+(orthogonal runs in their own panels, ``METHOD+perp``).
 
-Injected images are stored clipped to [0, 1] (``clip_injected: true``) because pgdat's evaluation rejects inputs
-outside the box; the repo does not clip (see :mod:`pgdat.data.injected`). beta is on the 0-255 scale, eps in
-pixel units (the paper's eps 6 is 6/255).
+A preset's ``clip_injected`` chooses how injected images are stored. ``false`` (the repo, and the paper preset):
+unclipped, so images lie up to beta outside [0, 1]; ``attack.box=auto`` then resolves to ``none`` and every attack,
+in training and evaluation, is held to the eps-ball only, with no [0, 1] clamp (the repo clamps x~ + delta into
+[0, 1] instead, which lets |delta| exceed eps at out-of-box pixels: see :mod:`pgdat.data.injected`). ``true`` (the
+cpu preset): clamped to [0, 1] at injection, the usual box. beta-0 controls carry no injection and keep the [0, 1]
+box. beta is on the 0-255 scale, eps in pixel units (the paper's eps 6 is 6/255).
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "monitor": "{name: co_monitor, n_train: 128, n_val: 200}",
             # the paper's lambda(eps) rule is for CIFAR radii (0.2 at 8/255); at 51/255 it would give ~5e4
             "params": {"grad_align": "{lam: 1.0}"},
-            "grid": [(0.2, 0.0, "fgsm_at")] + [(0.2, 40.0, m) for m in METHODS]},
+            "clip_injected": True,
+            "grid": [(0.2, 0.0, "fgsm_at")] + [(0.2, 40.0, m) for m in METHODS],
+            "orthogonal": [(0.2, 40.0, "fgsm_at")]},  # one extra FGSM-AT run on the orthogonal variant
     # The paper's CIFAR-10 recipe (co_features config.yaml): PreActResNet-18, 30 epochs, batch 128, SGD momentum 0.9,
     # wd 5e-4, per-iteration cyclic lr 0 -> 0.2 -> 0 peaking at half, no augmentation, seed 42, train-mode BN
     # attacks; PGD-AT: 10 steps of 2/255; final PGD-50 with 10 restarts and step 2/255 on the test set. The (beta, eps)
@@ -51,24 +58,44 @@ PRESETS: dict[str, dict[str, Any]] = {
               "pgd_step": None,  # 2/255, from the recipe
               "monitor": "{name: co_monitor, n_train: 1000, n_val: 1000}",
               "params": {},  # GradAlign: the paper's lambda(eps) rule
-              "grid": [(e / 255, b, m) for e in (4.0, 6.0, 8.0) for b in (0.0, 4.0, 8.0) for m in METHODS]},
+              "clip_injected": False,  # as the repo: no clipping at injection (attacks: eps-ball only, no box)
+              "grid": [(e / 255, b, m) for e in (4.0, 6.0, 8.0) for b in (0.0, 4.0, 8.0) for m in METHODS],
+              "orthogonal": [(e / 255, b, "fgsm_at") for e in (4.0, 6.0, 8.0) for b in (4.0, 8.0)]},
 }
 
 
-def run_overrides(preset: dict[str, Any], eps: float, beta: float, method: str) -> list[str]:
-    """The config overrides of one (eps, beta, method) run of ``preset``."""
+def run_overrides(preset: dict[str, Any], eps: float, beta: float, method: str, orthogonal: bool = False
+                  ) -> list[str]:
+    """The config overrides of one (eps, beta, method) run of ``preset`` (``orthogonal``: the orthogonal variant)."""
     ov = preset["overrides"] + [f"attack.eps={eps!r}", f"method.name={method}",
                                 f"train.callbacks=[{preset['monitor']}]"]
     if method in preset["params"]:
         ov.append(f"method.params={preset['params'][method]}")
     if preset["pgd_step"] is not None:
         ov.append(f"attack.step_size={preset['pgd_step'] * eps!r}")
-    if beta > 0:
-        ov.append(f"data.transforms=[{{name: inject_features, beta: {beta!r}, clip_injected: true}}]")
+    if beta > 0 or orthogonal:
+        clip = "true" if preset["clip_injected"] else "false"
+        perp = ", orthogonal: true" if orthogonal else ""
+        ov.append(f"data.transforms=[{{name: inject_features, beta: {beta!r}, clip_injected: {clip}{perp}}}]")
     return ov
 
 
-def summarize_run(run_dir: Path, method: str, eps: float, beta: float, trainer: Any) -> dict[str, Any]:
+def run_name(preset: dict[str, Any], eps: float, beta: float, method: str, orthogonal: bool = False) -> str:
+    """The run directory's name: ``METHOD_epsE_betaB`` (E, B on the 0-255 scale), ``_perp`` for the orthogonal
+    variant, ``_unclipped`` for unclipped injected data."""
+    injected = beta > 0 or orthogonal
+    return (f"{method}_eps{eps * 255:g}_beta{beta:g}{'_perp' if orthogonal else ''}"
+            f"{'_unclipped' if injected and not preset['clip_injected'] else ''}")
+
+
+def _clip_injected(cfg: Any) -> bool | None:
+    """The run's inject_features ``clip_injected`` (its default False when unset); None without injection."""
+    spec = next((dict(t) for t in cfg.data.transforms if t.get("name") == "inject_features"), None)
+    return None if spec is None else bool(spec.get("clip_injected", False))
+
+
+def summarize_run(run_dir: Path, method: str, eps: float, beta: float, trainer: Any, orthogonal: bool = False
+                  ) -> dict[str, Any]:
     """One summary row from a finished run directory and its trainer."""
     from pgdat.data.injected import out_of_box_fraction
 
@@ -76,9 +103,11 @@ def summarize_run(run_dir: Path, method: str, eps: float, beta: float, trainer: 
     acc = final["last"]["accuracy"]
     pgd_key = [k for k in acc if k.startswith("pgd")][-1]
     fired = [m["epoch"] for m in trainer.history if m.get("co_detected")]
-    return {"method": method, "eps": eps, "eps_255": round(eps * 255, 2), "beta": beta, "clean_acc": acc["clean"],
+    return {"method": method, "injection": "orthogonal" if orthogonal else "plain", "eps": eps,
+            "eps_255": round(eps * 255, 2), "beta": beta, "clean_acc": acc["clean"],
             "fgsm_acc": acc["fgsm"], "pgd_acc": acc[pgd_key], "co_detected": bool(fired),
-            "co_epoch": fired[0] if fired else None, "out_of_box": out_of_box_fraction(trainer.data.test),
+            "co_epoch": fired[0] if fired else None, "clip_injected": _clip_injected(trainer.cfg),
+            "box": trainer.attack_cfg.box, "out_of_box": out_of_box_fraction(trainer.data.test),
             "train_seconds": round(final["train_seconds"], 1)}
 
 
@@ -90,14 +119,15 @@ def plot_heatmaps(rows: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    panel = lambda r: r["method"] + ("+perp" if r.get("injection") == "orthogonal" else "")  # noqa: E731
+    methods = list(dict.fromkeys(panel(r) for r in rows))
     betas = sorted({r["beta"] for r in rows})
     epss = sorted({r["eps_255"] for r in rows})
     fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3), squeeze=False)
     for ax, m in zip(axes[0], methods, strict=True):
         grid = np.full((len(betas), len(epss)), np.nan)
         for r in rows:
-            if r["method"] == m:
+            if panel(r) == m:
                 grid[betas.index(r["beta"]), epss.index(r["eps_255"])] = r["pgd_acc"]
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
         ax.set(xticks=range(len(epss)), xticklabels=[f"{e:g}" for e in epss], yticks=range(len(betas)),
@@ -118,14 +148,18 @@ def run(preset: str, out: Path) -> list[dict[str, Any]]:
 
     spec = PRESETS[preset]
     rows, runs = [], []
-    for eps, beta, method in spec["grid"]:
-        run_dir = out / f"{method}_eps{eps * 255:g}_beta{beta:g}"
-        trainer = train_run(spec["recipe"], run_overrides(spec, eps, beta, method), run_dir)
-        rows.append(summarize_run(run_dir, method, eps, beta, trainer))
+    grid = [(*g, False) for g in spec["grid"]] + [(*g, True) for g in spec.get("orthogonal", [])]
+    for eps, beta, method, orthogonal in grid:
+        run_dir = out / run_name(spec, eps, beta, method, orthogonal)
+        trainer = train_run(spec["recipe"], run_overrides(spec, eps, beta, method, orthogonal), run_dir)
+        rows.append(summarize_run(run_dir, method, eps, beta, trainer, orthogonal))
         runs.append(run_dir)
     plot_heatmaps(rows, out / "co_features.png")
     write_summary(out, rows, title="Catastrophic overfitting induced by injected features",
                   meta={"preset": preset, "plot": "co_features.png", "beta_units": "0-255",
-                        "injection": "x + beta/255 * v_y, paired sign-of-DCT carriers, clipped to [0,1]",
+                        "injection": "x + beta/255 * v_y, paired sign-of-DCT carriers, "
+                                     + ("clipped to [0,1]" if spec["clip_injected"] else
+                                        "unclipped (attacks: eps-ball only, no [0,1] box)"),
+                        "orthogonal": "x - P_V x + beta/255 * v_y (P_V: projector onto the distinct carriers)",
                         "co_rule": "val PGD-10 < 0.3 x running max and FGSM - PGD > 30 points"}, runs=runs)
     return rows

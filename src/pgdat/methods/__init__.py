@@ -2,6 +2,7 @@
 
 from pgdat.methods import (  # noqa: F401  (register themselves)
     awp,
+    free_at,
     grad_align,
     long_tail,
     mart,

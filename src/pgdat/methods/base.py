@@ -22,7 +22,7 @@ from pgdat.attacks.losses import AttackLoss
 from pgdat.config.schema import AttackConfig
 from pgdat.errors import PgdatError
 from pgdat.registry import Registry
-from pgdat.threat import ThreatModel
+from pgdat.threat import BOXES, ThreatModel
 
 Method = Callable[..., dict[str, torch.Tensor]]
 METHODS: Registry[Method] = Registry("method")
@@ -61,6 +61,12 @@ def eps_ramp(ctx: StepContext) -> float:
 def train_eps(ctx: StepContext) -> float:
     """The training radius at ``ctx.progress`` (pixel units): ``attack.eps`` times :func:`eps_ramp`."""
     return ctx.attack.eps * eps_ramp(ctx)
+
+
+def train_threat(ctx: StepContext, eps: float | None = None) -> ThreatModel:
+    """The training threat model: ``attack.norm``, radius ``eps`` (default :func:`train_eps`), box ``attack.box``."""
+    a = ctx.attack
+    return ThreatModel(a.norm, train_eps(ctx) if eps is None else eps, BOXES[a.box])
 
 
 # ctx.state keys (dicts, so they are saved in checkpoints): a callback's attack override {"preset": name, ...} and
@@ -134,7 +140,8 @@ def craft(
     replaces both. Preset ``none`` returns ``x`` unattacked. Every call adds len(x) * steps * restarts input-gradient
     evaluations to ``ctx.state["attack_cost"]["grad_evals"]`` (restarts > 1: an upper bound).
 
-    With ``attack.eps_warmup_epochs`` the radius and step size grow linearly with ``ctx.progress``.
+    With ``attack.eps_warmup_epochs`` the radius and step size grow linearly with ``ctx.progress``. The image box
+    is ``attack.box`` (the trainer resolves ``auto`` from the data; outside a trainer ``auto`` means [0,1]).
     """
     a = ctx.attack
     fields = preset_fields(ctx, preset)
@@ -142,7 +149,7 @@ def craft(
         add_grad_evals(ctx, 0)
         return x.detach()
     ramp = eps_ramp(ctx)
-    spec_kw = {"threat": ThreatModel(a.norm, a.eps * ramp), "step_size": a.step_size * ramp, "steps": a.steps,
+    spec_kw = {"threat": train_threat(ctx, a.eps * ramp), "step_size": a.step_size * ramp, "steps": a.steps,
                "init": init or a.init} | overrides
     spec_kw |= fields
     add_grad_evals(ctx, len(x) * spec_kw["steps"] * a.restarts)
@@ -151,7 +158,11 @@ def craft(
 
 
 def build_method(name: str, params: dict[str, Any]) -> Method:
-    """Look up a method and bind its options; unknown options raise a :class:`PgdatError` listing the valid ones."""
+    """Look up a method and bind its options; unknown options raise a :class:`PgdatError` listing the valid ones.
+
+    The result's ``replays`` attribute is how many optimizer steps the trainer takes on each minibatch: 1, or for
+    a method with a ``replay_option`` attribute (Free-AT's ``m``) the value of that option (an integer >= 1).
+    """
     fn = METHODS.get(name)
     sig = inspect.signature(fn)
     valid = [p for p in list(sig.parameters)[4:]]
@@ -164,4 +175,12 @@ def build_method(name: str, params: dict[str, Any]) -> Method:
         check(**params)
     bound = partial(fn, **params)
     bound.__name__ = name  # type: ignore[attr-defined]
+    bound.replays = 1  # type: ignore[attr-defined]
+    option = getattr(fn, "replay_option", None)
+    if option is not None:
+        value = params.get(option, sig.parameters[option].default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PgdatError(f"method '{name}' option {option} (minibatch replays) must be an integer >= 1 "
+                             f"(got {value!r}); Shafahi et al. use 8")
+        bound.replays = value  # type: ignore[attr-defined]
     return bound

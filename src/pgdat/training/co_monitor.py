@@ -102,7 +102,8 @@ class COMonitor(Callback):
             was_training = trainer.attack_model.training
             trainer.attack_model.eval()
             res = fgsm_pgd_gap(trainer.attack_model, x, y, eps=cfg.attack.eps, norm=cfg.attack.norm,
-                               attack=self.attack, batch_size=cfg.eval.batch_size, seed=cfg.train.seed)
+                               attack=self.attack, batch_size=cfg.eval.batch_size, seed=cfg.train.seed,
+                               box=trainer.box)
             trainer.attack_model.train(was_training)
             metrics[f"co_{name}_fgsm_acc"], metrics[f"co_{name}_pgd_acc"] = res["fgsm_acc"], res["pgd_acc"]
         key = self._monitor_key(trainer)

@@ -27,7 +27,7 @@ def _split_accuracy(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torc
     attacks = ["clean"] if cfg.eval.attack == "clean" else ["clean", cfg.eval.attack]
     res = evaluate(model, xs, ys, attacks=attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                    batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                   precision=trainer.precision, checks=False, batch_option=EVAL_BATCH)
+                   precision=trainer.precision, checks=False, batch_option=EVAL_BATCH, box=trainer.box)
     c = trainer.data.info.num_classes
     per_class = torch.stack([torch.bincount(ys[res.flags["clean"]], minlength=c),
                              torch.bincount(ys[res.robust], minlength=c), torch.bincount(ys, minlength=c)]).double()
@@ -70,7 +70,7 @@ def preflight_evaluation(trainer: Trainer, model: nn.Module) -> None:
     attacks = ["clean"] if cfg.eval.attack == "clean" else ["clean", cfg.eval.attack]
     check_batch_fits(model, x, y, attacks=attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                      batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                     precision=trainer.precision, batch_option=EVAL_BATCH)
+                     precision=trainer.precision, batch_option=EVAL_BATCH, box=trainer.box)
 
 
 def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dict[str, Any]:
@@ -105,7 +105,7 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
         model = load_model(path, trainer.device)
         res = evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                        batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                       on_oom="halve", batch_option=EVAL_BATCH)
+                       on_oom="halve", batch_option=EVAL_BATCH, box=trainer.box)
         summary[which] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
                           "per_class": res.per_class(y, trainer.data.info.num_classes),
                           "seconds": res.seconds, "warnings": res.warnings}

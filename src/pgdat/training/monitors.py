@@ -66,7 +66,7 @@ class TrainSetEval(Callback):
         x, y = as_unit_float(train.x[:n].to(trainer.device)), train.y[:n].to(trainer.device)
         res = evaluate(trainer.attack_model, x, y, attacks=["clean", cfg.eval.attack], eps=cfg.attack.eps,
                        norm=cfg.attack.norm, batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size,
-                       seed=cfg.train.seed, checks=False)
+                       seed=cfg.train.seed, checks=False, box=trainer.box)
         metrics["train_eval_clean_acc"] = res.accuracy["clean"]
         metrics["train_eval_robust_acc"] = res.robust_accuracy
         if train.y_true is not None:

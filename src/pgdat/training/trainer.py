@@ -10,6 +10,7 @@ import dataclasses
 import math
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,22 @@ from pgdat.methods.base import ATTACK_COST
 from pgdat.models.normalize import resolve_input_norm
 from pgdat.precision import autocast, resolve_precision
 from pgdat.runinfo import run_info
+from pgdat.threat import BOXES, resolve_box
 from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
 from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
+
+
+def replayed(batches: Iterable[Any], replays: int, epoch: int, n_batches: int) -> Iterator[tuple[int, float, Any]]:
+    """(optimizer step in the epoch, progress in epochs after that step, batch): each batch ``replays`` times in a
+    row (Free-AT's minibatch replay; 1 for every other method, which gives progress ``epoch + (i + 1) / n_batches``
+    exactly as without replay)."""
+    for b, batch in enumerate(batches):
+        for r in range(replays):
+            yield b * replays + r, epoch + (b + (r + 1) / replays) / n_batches, batch
 
 
 class Trainer:
@@ -57,6 +68,9 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.data = data if data is not None else prepare_data(cfg.data, cfg.train.seed)
         self.n_index = int(self.data.train.index.max()) + 1
+        # attack.box auto -> unit | none from the data (unclipped injected features lie outside [0,1])
+        self.attack_cfg = dataclasses.replace(cfg.attack, box=resolve_box(cfg.attack.box, self.data.info.in_unit_box))
+        self.box = BOXES[self.attack_cfg.box]  # (lo, hi) or None: the image box of training and evaluation attacks
         self.class_counts = torch.bincount(self.data.train.y, minlength=self.data.info.num_classes).to(self.device)
         info = self.data.info
         mean, std = resolve_input_norm(cfg.model.input_norm, info.mean, info.std, cfg.model.norm_mean,
@@ -81,6 +95,7 @@ class Trainer:
                        "world_size": self.dist.world, "precision": self.precision,
                        "attack_bn_mode": cfg.attack.bn_mode, "bn_var": cfg.model.bn_var,
                        "input_norm": cfg.model.input_norm, "input_mean": mean, "input_std": std}
+        self.header |= {"attack_box": self.attack_cfg.box, "replays": self.method.replays}
         self.callbacks = callbacks if callbacks is not None else [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
         self.callbacks += build_callbacks(self._callback_specs())
         # temp files of checkpoint writes a kill interrupted (only pgdat's own; nothing else is touched)
@@ -148,7 +163,7 @@ class Trainer:
         self.model.train()
         gen = torch.Generator(device=dev).manual_seed(stream_seed(cfg.train.seed, e, self.dist.rank, "attack"))
         torch.manual_seed(stream_seed(cfg.train.seed, e, self.dist.rank, "global"))
-        ctx = StepContext(attack=cfg.attack, attack_model=self.attack_model, generator=gen,
+        ctx = StepContext(attack=self.attack_cfg, attack_model=self.attack_model, generator=gen,
                           precision=self.precision, epoch=e, state=self.method_state, n_index=self.n_index,
                           num_classes=self.data.info.num_classes, class_counts=self.class_counts)
         stats = torch.zeros(6, device=dev)  # loss sum, n, clean correct, clean n, adv correct, adv n
@@ -161,13 +176,13 @@ class Trainer:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"epoch {e + 1}/{cfg.train.epochs}", leave=False, unit="batch")
-        for i, (x, y, idx) in enumerate(batches):
+        for i, progress, (x, y, idx) in replayed(batches, self.method.replays, e, n_batches):  # i: optimizer step
             if cfg.train.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            lr = lr_at(cfg.optim, e + (i + 1) / n_batches, cfg.train.epochs)
+            lr = lr_at(cfg.optim, progress, cfg.train.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            ctx.progress, ctx.index, ctx.after_step = e + (i + 1) / n_batches, idx, []
+            ctx.progress, ctx.index, ctx.after_step = progress, idx, []
             out = self._step(x, y, ctx)  # the first step is the memory preflight: too large a batch fails here
             loss = out["loss"]
             for fn in ctx.after_step:
