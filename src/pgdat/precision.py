@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -12,10 +13,19 @@ from pgdat.errors import PgdatError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+@functools.cache
 def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 kernels (AVX512-BF16 or AMX), where bf16 autocast speeds things up."""
+    """True when this CPU has native bf16 arithmetic (AVX512-BF16 or AMX tiles), where bf16 autocast is faster.
+
+    oneDNN's own flag (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) is also true on AVX512 CPUs that only
+    emulate bf16, and on CPUs without native bf16 autocast is several times slower than fp32 (measured on an
+    AVX2 EPYC: a PreAct ResNet-18 input-gradient pass 6-15x slower; benchmarks/README.md), so only the native
+    instructions count. Probed once per process.
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = any(getattr(torch.cpu, name)() for name in probes if hasattr(torch.cpu, name))
+        return native and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 
@@ -23,7 +33,8 @@ def cpu_supports_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """Turn ``auto`` into a concrete choice for ``device`` and check the others are possible there.
 
-    auto: bf16 on CUDA devices that support it (else fp16) and on CPUs with native bf16; fp32 otherwise.
+    auto: bf16 on CUDA devices that support it (else fp16) and on CPUs with native bf16 (:func:`cpu_supports_bf16`);
+    fp32 otherwise.
     """
     if precision not in PRECISIONS:
         raise PgdatError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")

@@ -158,6 +158,29 @@ def initial_delta(x: torch.Tensor, spec: AttackSpec, generator: torch.Generator 
     return spec.threat.project_box(x.float(), delta)
 
 
+def _ascent_step(model: nn.Module, x32: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, spec: AttackSpec,
+                 loss_fn: AttackLoss, precision: str, dtype: torch.dtype, check: bool) -> tuple[torch.Tensor, ...]:
+    """One input-gradient step from ``delta`` (fp32, like x32 (B, ...)): (logits (B, K) at x + delta, detached;
+    the next delta, projected). ``check``: validate logits and labels before the loss (one host sync)."""
+    delta = delta.detach().requires_grad_(True)
+    with autocast(precision, x32.device):
+        logits = model((x32 + delta).to(dtype))
+    if check:
+        check_logits(logits, y)
+    objective = loss_fn(logits.float(), y).sum()
+    (grad,) = torch.autograd.grad(-objective if spec.targeted else objective, delta)
+    with torch.no_grad():
+        new = spec.threat.step(delta, grad, spec.step_size)
+        new = spec.threat.project(x32, new) if spec.project else spec.threat.project_box(x32, new)
+    return logits.detach(), new
+
+
+def _not_fooled(logits: torch.Tensor, y: torch.Tensor, spec: AttackSpec) -> torch.Tensor:
+    """(B,) bool: the attack has not yet succeeded on the example (untargeted: still correct; targeted: not y)."""
+    pred = logits.argmax(dim=1)
+    return pred.ne(y) if spec.targeted else pred.eq(y)
+
+
 def ascend(
     model: nn.Module,
     x: torch.Tensor,
@@ -173,29 +196,45 @@ def ascend(
 
     The model must already be in the attack's train/eval mode. ``y`` is whatever ``loss_fn`` takes as target;
     with ``check_labels`` it must be class indices (B,), checked against the first forward's logits (one sync).
+    With ``spec.stop_on_success`` an example's perturbation is frozen once it fools the model: in eval mode the
+    example also leaves the batch (:func:`_ascend_dropping_fooled`); in train mode, where BatchNorm statistics
+    couple the examples, it stays in and its steps are masked.
     """
     x32 = x.float()
     delta = initial_delta(x32, spec, generator)
-    sign = -1.0 if spec.targeted else 1.0
+    if spec.stop_on_success and not model.training:
+        return _ascend_dropping_fooled(model, x32, y, delta, spec, loss_fn, precision, x.dtype, check_labels)
     active = None  # (B,) bool mask of examples still updated, with stop_on_success
     for k in range(spec.steps):
-        delta.requires_grad_(True)
-        with autocast(precision, x.device):
-            logits = model((x32 + delta).to(x.dtype))
-        if check_labels and k == 0:
-            check_logits(logits, y)
-        objective = sign * loss_fn(logits.float(), y)
-        (grad,) = torch.autograd.grad(objective.sum(), delta)
-        with torch.no_grad():
-            step = spec.threat.step(delta, grad, spec.step_size) - delta
-            if spec.stop_on_success:
-                pred = logits.argmax(dim=1)
-                fooled = pred.eq(y) if spec.targeted else pred.ne(y)
-                active = ~fooled if active is None else active & ~fooled
-                step = step * active.view(-1, *([1] * (x.dim() - 1)))
-            delta = delta.detach() + step
-            delta = spec.threat.project(x32, delta) if spec.project else spec.threat.project_box(x32, delta)
+        logits, new = _ascent_step(model, x32, y, delta, spec, loss_fn, precision, x.dtype, check_labels and k == 0)
+        if spec.stop_on_success:
+            alive = _not_fooled(logits, y, spec)
+            active = alive if active is None else active & alive
+            new = torch.where(active.view(-1, *([1] * (x.dim() - 1))), new, delta)
+        delta = new
     return delta.detach()
+
+
+def _ascend_dropping_fooled(model: nn.Module, x32: torch.Tensor, y: torch.Tensor, delta: torch.Tensor,
+                            spec: AttackSpec, loss_fn: AttackLoss, precision: str, dtype: torch.dtype,
+                            check_labels: bool) -> torch.Tensor:
+    """stop_on_success for an eval-mode model (examples independent): once fooled, an example's perturbation is
+    frozen and it leaves the batch, so later steps only pay for the examples still standing. Same result as
+    masking; one host sync per step (evaluation only). ``loss_fn`` must be per-example in (logits, y)."""
+    out = delta.clone()  # (B, ...) final perturbations
+    keep = torch.arange(y.shape[0], device=x32.device)  # (b,) indices of the examples still in the batch
+    shape = (-1, *([1] * (x32.dim() - 1)))
+    for k in range(spec.steps):
+        logits, new = _ascent_step(model, x32, y, delta, spec, loss_fn, precision, dtype, check_labels and k == 0)
+        alive = _not_fooled(logits, y, spec)
+        out[keep] = torch.where(alive.view(shape), new, delta)
+        rows = alive.nonzero().squeeze(1)  # host sync: which examples stay
+        if rows.numel() == 0:
+            break
+        if rows.numel() < keep.numel():
+            keep, x32, y, new = keep[rows], x32[rows], y[rows], new[rows]
+        delta = new
+    return out
 
 
 def perturb(
