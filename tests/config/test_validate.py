@@ -49,6 +49,7 @@ BAD = [
     ("eval.final_attacks=clean,pgdd-20", r"eval\.final_attacks: unknown attack 'pgdd'"),
     ("eval.step_size=0", r"eval\.step_size"),
     ("eval.batch_size=0", r"eval\.batch_size"),
+    ("eval.every=0", r"eval\.every: must be an integer >= 1"),
     ("eval.select_by=test_robust_acc", r"eval\.select_by: .*val_clean_acc, val_robust_acc"),
     ("method.params={beta: 6.0}", r"method\.params: method 'pgd_at' has no option beta"),
 ]

@@ -78,6 +78,17 @@ def test_ema_is_evaluated_alongside(tmp_path, tiny_overrides):
     assert pgdat.load_model(tmp_path / "ema", which="ema") is not None
 
 
+def test_eval_every_evaluates_every_nth_and_last_epoch_and_selects_among_them(tmp_path, tiny_overrides):
+    cfg = load_config("default", tiny_overrides + ["eval.every=2", "data.n_train=128"])  # 3 epochs
+    summary = Trainer(cfg, tmp_path / "every", callbacks=[]).fit()
+    rows = torch.load(tmp_path / "every" / "last.pt", weights_only=True)["history"]
+    assert [("val_robust_acc" in r, "test_robust_acc" in r) for r in rows] == [(False, False), (True, True),
+                                                                             (True, True)]
+    assert [r["best_epoch"] for r in rows][0] == 0  # nothing to select from before the first evaluation
+    best = max(rows[1:], key=lambda r: r["val_robust_acc"])
+    assert summary["best_epoch"] == best["epoch"] and summary["selected_by"] == "val_robust_acc"
+
+
 def test_nonfinite_loss_stops_with_epoch_and_step(tmp_path, tiny_overrides):
     cfg = load_config("default", tiny_overrides + ["optim.lr=1e30", "optim.name=sgd"])
     with pytest.raises(PgdatError, match=r"non-finite training loss at epoch 1, step \d+"):

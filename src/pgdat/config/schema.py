@@ -101,6 +101,8 @@ class EvalConfig:
     n_test: int = 1000                 # test images evaluated each epoch (0 = all)
     batch_size: int = 500
     select_by: str = "val_robust_acc"  # best.pt criterion: val_robust_acc | val_clean_acc (never a test metric)
+    every: int = 1                     # evaluate val/test every N epochs and on the last; best.pt is chosen among
+    #                                    the evaluated epochs (validation only, as always)
     final_attacks: str = "clean,pgd-20"  # final evaluation of best.pt and last.pt on the test set
     n_final: int = 1000
 

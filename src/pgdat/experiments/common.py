@@ -11,7 +11,7 @@ from pgdat.training import Trainer
 
 def train_run(recipe: str, overrides: list[str], out: Path, *, resume_if_done: bool = True) -> Trainer:
     """Train ``recipe`` + ``overrides`` into ``out`` (a finished run there is reused, a killed one resumed)."""
-    cfg = load_config(recipe, overrides)
+    cfg = load_config(recipe, ["eval.every=1", *overrides])  # experiments read per-epoch curves
     last = out / "last.pt"
     trainer = Trainer(cfg, out, resume=last.exists() and resume_if_done)
     from pgdat.training import write_config

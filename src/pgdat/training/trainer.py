@@ -137,9 +137,11 @@ class Trainer:
             metrics = self.train_epoch()
             t1 = time.perf_counter()
             self.model.eval()
-            metrics |= evaluate_splits(self, self.attack_model, prefix="")
-            if self.ema is not None:
-                metrics |= evaluate_splits(self, self.ema.module, prefix="ema_")
+            evaluated = self.evaluates_after(self.epoch + 1)
+            if evaluated:  # eval.every: val/test every N epochs and on the last
+                metrics |= evaluate_splits(self, self.attack_model, prefix="")
+                if self.ema is not None:
+                    metrics |= evaluate_splits(self, self.ema.module, prefix="ema_")
             self.epoch += 1
             metrics |= {"epoch": self.epoch, "time_train": t1 - t0, "time_eval": time.perf_counter() - t1}
             if ATTACK_COST in self.method_state:  # cumulative input-gradient evaluations of craft(), all processes
@@ -149,7 +151,7 @@ class Trainer:
             if self.stop_reason is not None:
                 metrics["stop_reason"] = self.stop_reason
             self.history.append(metrics)
-            self._end_epoch(metrics)
+            self._end_epoch(metrics, evaluated)
         summary = final_evaluation(self) if self.dist.is_main else {}
         if self.dist.is_main:
             for cb in self.callbacks:
@@ -255,11 +257,16 @@ class Trainer:
                          f"training step of method {self.cfg.method.name}", largest * self.dist.world)
 
     # -------------------------------------------------------------------------------------- state and files
-    def _end_epoch(self, metrics: dict[str, Any]) -> None:
-        """Update the best epoch (by validation robust accuracy), write best.pt / last.pt, run callbacks."""
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether the per-epoch evaluation runs after 1-based ``epoch``: every ``eval.every`` epochs and the last."""
+        return epoch % self.cfg.eval.every == 0 or epoch >= self.cfg.train.epochs
+
+    def _end_epoch(self, metrics: dict[str, Any], evaluated: bool = True) -> None:
+        """Update the best epoch (by validation robust accuracy; only epochs that were evaluated are candidates),
+        write best.pt / last.pt, run callbacks."""
         key = self.best["selected_by"]
-        score = metrics.get(key)
-        if score is None:  # no validation split: fall back to training robust accuracy, never the test set
+        score = metrics.get(key) if evaluated else None
+        if score is None and evaluated:  # no validation split: fall back to training robust accuracy, never test
             self.best["selected_by"] = key = "train_robust_acc" if metrics.get("train_robust_acc") is not None \
                 else "train_clean_acc"
             score = metrics.get(key)
