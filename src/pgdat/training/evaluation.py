@@ -103,7 +103,7 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
         if not path.exists():
             continue
         model = load_model(path, trainer.device)
-        if cfg.train.channels_last:  # the training run's memory format (faster convolutions)
+        if trainer.channels_last:  # the training run's memory format (faster convolutions)
             model = model.to(memory_format=torch.channels_last)
         res = evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                        batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,

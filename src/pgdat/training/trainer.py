@@ -25,6 +25,7 @@ from pgdat.errors import PgdatError
 from pgdat.memory import TRAIN_BATCH, free_memory, is_oom, largest_fitting, oom_error
 from pgdat.methods import METHODS, StepContext, build_method
 from pgdat.methods.base import ATTACK_COST
+from pgdat.models.memory_format import MIN_CPU_CHANNELS, channels_last_ok
 from pgdat.models.normalize import resolve_input_norm
 from pgdat.precision import autocast, resolve_precision
 from pgdat.runinfo import run_info
@@ -79,7 +80,11 @@ class Trainer:
                                       input_norm=cfg.model.input_norm, bn_var=cfg.model.bn_var, **cfg.model.kwargs)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(self.model_cfg).to(self.device)
-        if cfg.train.channels_last:
+        self.channels_last = cfg.train.channels_last and channels_last_ok(self.model, self.device)
+        if cfg.train.channels_last and not self.channels_last and self.dist.is_main:
+            print(f"note: train.channels_last ignored on {self.device}: convolutions narrower than "
+                  f"{MIN_CPU_CHANNELS} channels crash in channels_last on CPU (a PyTorch/oneDNN bug)", flush=True)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = build_method(cfg.method.name, cfg.method.params)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
@@ -179,7 +184,7 @@ class Trainer:
 
             batches = tqdm(batches, desc=f"epoch {e + 1}/{cfg.train.epochs}", leave=False, unit="batch")
         for i, progress, (x, y, idx) in replayed(batches, self.method.replays, e, n_batches):  # i: optimizer step
-            if cfg.train.channels_last and x.dim() == 4:
+            if self.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = lr_at(cfg.optim, progress, cfg.train.epochs)
             for group in self.optimizer.param_groups:
