@@ -59,6 +59,19 @@ def test_balanced_probe():
     assert torch.equal(pos, ntk.balanced_probe(y, 20, seed=1))
 
 
+def test_training_probe_gives_unit_floats_for_uint8_and_float_splits():
+    from pgdat.data.bundle import Split
+
+    g = torch.Generator().manual_seed(0)
+    u8 = Split(torch.randint(0, 256, (40, 1, 4, 4), generator=g, dtype=torch.uint8), torch.arange(40) % 4)
+    f32 = Split(u8.x.float() / 255, u8.y)  # a float split (e.g. after feature injection), already in pixel units
+    xa, ya, ia = ntk.training_probe(u8, 8, 0, "cpu")
+    xb, yb, ib = ntk.training_probe(f32, 8, 0, "cpu")
+    assert xa.dtype == torch.float32 and 0 <= float(xa.min()) and float(xa.max()) <= 1
+    torch.testing.assert_close(xa, xb)  # a float split is not divided by 255 a second time
+    assert torch.equal(ya, yb) and torch.equal(ia, ib) and torch.bincount(ya).tolist() == [2, 2, 2, 2]
+
+
 def test_ntk_snapshot_callback_writes_kernels(tmp_path, tiny_overrides):
     from pgdat.config import load_config
     from pgdat.training import Trainer

@@ -29,7 +29,7 @@ def test_mad_jump_score():
 def _trainer(tiny_model, tiny_batch):
     x, y = tiny_batch
     return SimpleNamespace(cfg=load_config("default", ["attack.eps=0.1"]), model=tiny_model, method_state={},
-                           epoch=0, stop_reason=None, device=torch.device("cpu"),
+                           epoch=0, stop_reason=None, device=torch.device("cpu"), box=(0.0, 1.0),
                            data=SimpleNamespace(train=Split(x.contiguous(), y)))
 
 

@@ -183,6 +183,16 @@ def balanced_probe(y: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor:
     return torch.tensor(sorted(picked))
 
 
+def training_probe(split: Any, n: int, seed: int, device: torch.device | str
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fixed class-balanced probe of a training ``split`` (uint8 or float images): images (n, C, H, W) as unit
+    floats and labels (n,) on ``device``, and the examples' source indices (n,) (CPU)."""
+    from pgdat.data.bundle import as_unit_float
+
+    pos = balanced_probe(split.y, n, seed=seed)
+    return as_unit_float(split.x[pos].to(device)), split.y[pos].to(device), split.index[pos]
+
+
 @CALLBACKS.register("ntk_snapshot")
 class NTKSnapshot(Callback):
     """Every ``every`` epochs (and before training) compute the eNTK on a fixed class-balanced training probe and
@@ -204,14 +214,9 @@ class NTKSnapshot(Callback):
         self.prev: torch.Tensor | None = None
         self.prev_epoch: int | None = None
 
-    def _probe(self, trainer: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        train = trainer.data.train
-        pos = balanced_probe(train.y, self.n, seed=self.seed)
-        return (train.x[pos].float() / 255.0).to(trainer.device), train.y[pos].to(trainer.device), train.index[pos]
-
     def snapshot(self, trainer: Any, epoch: int) -> dict[str, Any]:
         """Compute and save the snapshot of ``trainer.model`` at ``epoch``; returns its record."""
-        x, y, idx = self._probe(trainer)
+        x, y, idx = training_probe(trainer.data.train, self.n, self.seed, trainer.device)
         model = trainer.model
         k = empirical_ntk(model, x, kind=self.kind, bn_mode=self.bn_mode)
         rec: dict[str, Any] = {"epoch": epoch, "kind": self.kind, "bn_mode": self.bn_mode, "probe_index": idx,
@@ -224,7 +229,8 @@ class NTKSnapshot(Callback):
         if self.adv:
             from pgdat.attacks import pgd
 
-            x_adv = pgd(model, x, y, generator=torch.Generator(device=x.device).manual_seed(0), **self.adv)
+            x_adv = pgd(model, x, y, box=trainer.box, generator=torch.Generator(device=x.device).manual_seed(0),
+                        **self.adv)
             ka = empirical_ntk(model, x_adv, kind=self.kind, bn_mode=self.bn_mode)
             rec |= {"spectrum_adv": spectrum(ka), "clean_adv_distance": kernel_distance(k, ka)}
             if self.save_kernel:

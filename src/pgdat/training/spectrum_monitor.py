@@ -83,13 +83,13 @@ def _effective_rank(cb: SpectrumMonitor, model: nn.Module, x: torch.Tensor, y: t
 def _clean_adv_distance(cb: SpectrumMonitor, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                         trainer: Trainer) -> float:
     """Kernel distance S(K(x), K(x_adv)) of the trace eNTKs on the probe and on its PGD-``adv_steps`` examples
-    (the run's eps and norm, step 2.5 eps / steps, crafted in eval mode with a fixed seed)."""
+    (the run's eps, norm and image box, step 2.5 eps / steps, crafted in eval mode with a fixed seed)."""
     from pgdat.analysis.ntk import empirical_ntk, kernel_distance
     from pgdat.attacks import pgd
 
     a = trainer.cfg.attack
-    x_adv = pgd(model, x, y, eps=a.eps, norm=a.norm, steps=cb.adv_steps, step_size=2.5 * a.eps / cb.adv_steps,
-                generator=torch.Generator(device=x.device).manual_seed(cb.seed))
+    x_adv = pgd(model, x, y, eps=a.eps, norm=a.norm, box=trainer.box, steps=cb.adv_steps,
+                step_size=2.5 * a.eps / cb.adv_steps, generator=torch.Generator(device=x.device).manual_seed(cb.seed))
     return kernel_distance(empirical_ntk(model, x, kind="trace", bn_mode=cb.bn_mode),
                            empirical_ntk(model, x_adv, kind="trace", bn_mode=cb.bn_mode))
 
@@ -151,12 +151,9 @@ class SpectrumMonitor(Callback):
     def probe_batch(self, trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed class-balanced probe: images (n, C, H, W) in [0,1] and labels (n,) on the run's device."""
         if self._probe is None:
-            from pgdat.analysis.ntk import balanced_probe
-            from pgdat.data.bundle import as_unit_float
+            from pgdat.analysis.ntk import training_probe
 
-            train = trainer.data.train
-            pos = balanced_probe(train.y, self.n, seed=self.seed)
-            self._probe = as_unit_float(train.x[pos].to(trainer.device)), train.y[pos].to(trainer.device)
+            self._probe = training_probe(trainer.data.train, self.n, self.seed, trainer.device)[:2]
         return self._probe
 
     def _fires(self, score: float | None) -> bool:
