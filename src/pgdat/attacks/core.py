@@ -134,13 +134,14 @@ def check_labels(y: torch.Tensor, num_classes: int) -> None:
                          f"(classes 0..{num_classes - 1}): wrong num_classes, or a model trained on another dataset")
 
 
-def check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
-    """PgdatError unless the model gave logits (B, C) for the batch and every label (B,) indexes one of the C
-    classes; checked on an attack's first forward pass, before any loss is computed. One host sync."""
+def check_logits(logits: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    """PgdatError unless the model gave logits (B, C) for the batch of labels y (B,) and every label of ``labels``
+    (default y; e.g. the whole dataset's) indexes one of the C classes; checked on an attack's first forward pass,
+    before any loss is computed. One host sync."""
     if logits.dim() != 2 or logits.shape[0] != y.shape[0]:
         raise PgdatError(f"the model returned shape {tuple(logits.shape)} for a batch of {y.shape[0]}; attacks need "
                          "logits (B, num_classes)")
-    check_labels(y, logits.shape[1])
+    check_labels(y if labels is None else labels, logits.shape[1])
 
 
 def initial_delta(x: torch.Tensor, spec: AttackSpec, generator: torch.Generator | None) -> torch.Tensor:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pgdat.attacks.core import attack_mode, check_inputs, check_labels, check_logits
+from pgdat.attacks.core import attack_mode, check_inputs, check_logits
 from pgdat.attacks.specs import ATTACKS, EvalAttack, parse_attacks
 from pgdat.data.bundle import as_unit_float
 from pgdat.errors import PgdatError
@@ -71,8 +71,7 @@ def _predict(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batcher: Batche
         with torch.no_grad():
             logits = model(x[i:j])
         if i == 0:
-            check_logits(logits, y[i:j])
-            check_labels(y, logits.shape[1])
+            check_logits(logits, y[i:j], labels=y)  # one sync for the shape and every label's range
         pred[i:j] = logits.argmax(dim=1)
 
     batcher.run(x.shape[0], step, "clean accuracy")
