@@ -31,6 +31,14 @@ def test_paper_preset_holds_the_co_features_recipe():
     assert exp.run_name(spec, 6 / 255, 0.0, "fgsm_at") == "fgsm_at_eps6_beta0"
 
 
+def test_paper_preset_grad_align_uses_the_repo_lambda_at_every_eps():
+    # co_features config/injected_feature_cifar_gradalign_train: reg_lambda 0.2, not GradAlign's lambda(eps) rule
+    spec = exp.PRESETS["paper"]
+    for eps in sorted({e for e, _, m in spec["grid"] if m == "grad_align"}):
+        cfg = load_config(spec["recipe"], exp.run_overrides(spec, eps, 4.0, "grad_align"))
+        assert cfg.method.params == {"lam": 0.2}, eps
+
+
 def test_cpu_preset_clips_and_adds_one_orthogonal_run():
     spec = exp.PRESETS["cpu"]
     assert spec["clip_injected"] and len(spec["orthogonal"]) == 1

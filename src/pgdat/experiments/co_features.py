@@ -57,7 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                             "eval.n_final=10000"],
               "pgd_step": None,  # 2/255, from the recipe
               "monitor": "{name: co_monitor, n_train: 1000, n_val: 1000}",
-              "params": {},  # GradAlign: the paper's lambda(eps) rule
+              "params": {"grad_align": "{lam: 0.2}"},  # co_features config reg_lambda: 0.2 at every eps
               "clip_injected": False,  # as the repo: no clipping at injection (attacks: eps-ball only, no box)
               "grid": [(e / 255, b, m) for e in (4.0, 6.0, 8.0) for b in (0.0, 4.0, 8.0) for m in METHODS],
               "orthogonal": [(e / 255, b, "fgsm_at") for e in (4.0, 6.0, 8.0) for b in (4.0, 8.0)]},
