@@ -52,6 +52,22 @@ BAD = [
     ("eval.every=0", r"eval\.every: must be an integer >= 1"),
     ("eval.select_by=test_robust_acc", r"eval\.select_by: .*val_clean_acc, val_robust_acc"),
     ("method.params={beta: 6.0}", r"method\.params: method 'pgd_at' has no option beta"),
+    # unvalidated before: accepted here, then failing (or silently misbehaving) once data and model were built
+    ("optim.peak=1", r"optim\.peak: must be a finite number in \(0\.0, 1\.0\)"),
+    ("optim.peak=0", r"optim\.peak"),
+    ("optim.peak=nan", r"optim\.peak"),
+    ("optim.milestones=[0.5, nan]", r"optim\.milestones: .*milestones\[1\]=nan"),
+    ("optim.milestones=[-0.5]", r"optim\.milestones"),
+    ("train.callbacks=[{name: gradnorm}]",
+     r"train\.callbacks: unknown callback 'gradnorm'; valid callbacks: .*grad_norm"),
+    ("train.callbacks=[{every: 2}]", r"train\.callbacks: each entry needs a name"),
+    ("train.callbacks=[{name: train_eval, size: 100}]",
+     r"train\.callbacks: callback 'train_eval' has no option size; valid options: n"),
+    ("data.transforms=[{name: labelnoise}]", r"data\.transforms: unknown data transform 'labelnoise'.*label_noise"),
+    ("data.transforms=[{name: label_noise, rat: 0.2}]", r"data\.transforms: data transform 'label_noise' has no option "
+                                                         r"rat; valid options: .*rate"),
+    ("model.kwargs={widht: 16}", r"model\.kwargs: unknown option\(s\) 'widht' for model 'small_cnn'; valid options: "
+                                 r"input_size"),
 ]
 
 
@@ -80,3 +96,33 @@ def test_step_size_above_eps_is_a_warning_not_an_error():
     (note,) = config_warnings(cfg)
     assert "attack.step_size 0.03922 > attack.eps 0.03137 with projection" in note
     assert config_warnings(load_config("default", ["attack.eps=8/255", "attack.step_size=2/255"])) == []
+
+
+def test_valid_options_of_callbacks_transforms_and_models_pass():
+    cfg = load_config("default", ["train.callbacks=[{name: train_eval, n: 100}, {name: grad_norm}]",
+                                  "data.transforms=[{name: label_noise, rate: 0.2}]", "model.kwargs={input_size: 28}"])
+    assert validate_config(cfg) is None
+
+
+def test_deat_and_cyclic_settings_in_range_pass():
+    assert validate_config(load_config("default", ["optim.name=deat", "optim.momentum=0.9", "optim.deat_k=2",
+                                                   "optim.deat_beta=0.5"])) is None
+    assert validate_config(load_config("default", ["optim.schedule=cyclic", "optim.peak=0.4"])) is None
+    # multistep milestones are epochs and may lie past the end of training (the TRADES recipe stops at 76 of 75/90/100)
+    assert validate_config(load_config("default", ["optim.schedule=multistep", "optim.milestones=[5, 20]"])) is None
+
+
+BAD_COMBINED = [
+    (["optim.schedule=piecewise", "optim.milestones=[100, 150]"],
+     r"optim\.milestones: .*fractions of training in \[0, 1\].*optim\.schedule=multistep"),
+    (["optim.name=deat", "optim.momentum=1"], r"optim\.momentum: optim\.name=deat needs .*\[0, 1\)"),
+    (["optim.name=deat", "optim.deat_k=nan"], r"optim\.deat_k"),
+    (["optim.name=deat", "optim.deat_k=-1"], r"optim\.deat_k: must be a finite number in \[0\.0, inf\]"),
+    (["optim.name=deat", "optim.deat_beta=1"], r"optim\.deat_beta: .*\[0, 1\)"),
+]
+
+
+@pytest.mark.parametrize("overrides,pattern", BAD_COMBINED, ids=[" ".join(b[0]) for b in BAD_COMBINED])
+def test_bad_combination_names_key_and_valid_range(overrides, pattern):
+    with pytest.raises(PgdatError, match=pattern):
+        validate_config(load_config("default", overrides))

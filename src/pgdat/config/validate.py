@@ -144,6 +144,21 @@ def _check_optim_train(cfg: Config) -> None:
     for i, b in enumerate(o.betas):
         if not (math.isfinite(b) and 0 <= b < 1):
             _fail("optim.betas", f"each beta must be in [0, 1) (got betas[{i}]={b})")
+    if not (math.isfinite(o.peak) and 0 < o.peak < 1):  # cyclic divides by peak and by 1 - peak
+        _fail("optim.peak", f"must be a finite number in (0.0, 1.0) (got {o.peak}); the fraction of training at "
+              "which the cyclic schedule peaks, e.g. 0.5")
+    for i, m in enumerate(o.milestones):
+        if not (math.isfinite(m) and m >= 0):
+            _fail("optim.milestones", f"each milestone must be a finite number >= 0 (got milestones[{i}]={m})")
+    if o.schedule == "piecewise" and any(m > 1 for m in o.milestones):
+        _fail("optim.milestones", f"piecewise milestones are fractions of training in [0, 1] (got "
+              f"{list(o.milestones)}), e.g. [0.5, 0.75]; for milestones in epochs use optim.schedule=multistep")
+    if o.name == "deat":  # DiffusionEnhancedSGD's ranges (nan k or beta would pass its own check)
+        _finite("optim.deat_k", o.deat_k, lo=0.0, hint="0 is plain SGD")
+        if not (math.isfinite(o.deat_beta) and 0 <= o.deat_beta < 1):
+            _fail("optim.deat_beta", f"must be a finite number in [0, 1) (got {o.deat_beta})")
+        if not o.momentum < 1:
+            _fail("optim.momentum", f"optim.name=deat needs a momentum in [0, 1) (got {o.momentum})")
     if t.epochs < 1:
         _fail("train.epochs", f"must be an integer >= 1 (got {t.epochs})")
     if t.checkpoint_every < 0:
@@ -184,6 +199,50 @@ def _check_method_params(cfg: Config) -> None:
         _fail("method.params", str(err))
 
 
+def _check_options(key: str, what: str, fn: object, params: Iterable[str], skip: tuple[str, ...] = ()) -> None:
+    """Every option in ``params`` must be a keyword of ``fn`` (any is fine when ``fn`` takes ``**kwargs``)."""
+    import inspect
+
+    sig = inspect.signature(fn)  # type: ignore[arg-type]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    valid = [p for p in sig.parameters if p not in skip]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        _fail(key, f"{what} has no option {', '.join(unknown)}; valid options: {', '.join(valid) or 'none'}")
+
+
+def _check_entries(key: str, entries: Iterable[dict], registry: dict, skip: tuple[str, ...]) -> None:
+    """``[{name: ..., **options}]`` lists (train.callbacks, data.transforms): known names, known options."""
+    for spec in entries:
+        if not isinstance(spec, dict) or "name" not in spec:
+            _fail(key, f"each entry needs a name, e.g. [{{name: {sorted(registry)[0]}}}] (got {spec!r})")
+        _name_in(key, spec["name"], registry)
+        kind = getattr(registry, "kind", "entry")
+        _check_options(key, f"{kind} '{spec['name']}'", registry[spec["name"]],
+                       [k for k in spec if k != "name"], skip)
+
+
+def _check_components(cfg: Config) -> None:
+    """Model options, data transforms and callbacks, which are otherwise only looked up after the data is loaded
+    and the model is built."""
+    import importlib
+
+    import pgdat.data.injected  # noqa: F401  (registers inject_features)
+    from pgdat.data.transforms import TRANSFORMS
+    from pgdat.models.registry import model_options
+    from pgdat.training.callbacks import CALLBACK_MODULES, CALLBACKS
+
+    unknown = sorted(set(cfg.model.kwargs) - set(model_options(cfg.model.name)))
+    if unknown:
+        _fail("model.kwargs", f"unknown option(s) {', '.join(map(repr, unknown))} for model '{cfg.model.name}'; "
+              f"valid options: {', '.join(sorted(model_options(cfg.model.name))) or 'none'}")
+    _check_entries("data.transforms", cfg.data.transforms, TRANSFORMS, ("bundle", "seed"))
+    for mod in CALLBACK_MODULES:
+        importlib.import_module(mod)
+    _check_entries("train.callbacks", cfg.train.callbacks, CALLBACKS, ())
+
+
 def validate_config(cfg: Config) -> None:
     """Raise :class:`PgdatError` naming the first bad key and its valid range/names; return None when all is fine."""
     _check_names(cfg)
@@ -193,6 +252,7 @@ def validate_config(cfg: Config) -> None:
     _check_optim_train(cfg)
     _check_eval(cfg)
     _check_method_params(cfg)
+    _check_components(cfg)
 
 
 def config_warnings(cfg: Config) -> list[str]:
