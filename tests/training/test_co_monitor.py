@@ -82,3 +82,24 @@ def test_monitor_stop_and_rollback_restore_pre_co_weights(tiny_model, tiny_batch
     assert ms[-1]["co_rolled_back_to_epoch"] == 3
     for n, p in trainer.model.named_parameters():  # the epoch-3 weights: two 0.01 steps after the start
         assert torch.allclose(p, start[n] + 0.02), n
+
+
+def test_rollback_right_after_a_resume_restores_the_resumed_weights(tiny_model, tiny_batch, monkeypatch):
+    # a run resumed at epoch 3 (history restored, fresh monitor) whose first epoch after the resume shows CO
+    trainer = _trainer(tiny_model, tiny_batch)
+    trainer.history = [{"epoch": e, "co_val_pgd_acc": p, "co_train_pgd_acc": p, "co_epoch": None}
+                       for e, (_, p) in enumerate(COLLAPSE[:3], start=1)]
+    trainer.epoch = 3
+    resumed = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    monitor = COMonitor(stop=True, rollback=True)
+    monkeypatch.setattr("pgdat.analysis.curvature.fgsm_pgd_gap",
+                        lambda *a, **k: dict(zip(("fgsm_acc", "pgd_acc"), COLLAPSE[3], strict=True)))
+    monitor.on_epoch_start(trainer)
+    with torch.no_grad():  # epoch 4's training
+        for p in trainer.model.parameters():
+            p.add_(0.01)
+    m = {"epoch": 4}
+    monitor.on_epoch_metrics(trainer, m)
+    assert m["co_detected"] and trainer.stop_reason and m["co_rolled_back_to_epoch"] == 3
+    for n, p in trainer.model.named_parameters():
+        assert torch.equal(p, resumed[n]), n

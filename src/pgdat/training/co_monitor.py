@@ -88,6 +88,10 @@ class COMonitor(Callback):
         has_val = trainer.data.val is not None and len(trainer.data.val) > 0
         return "val" if self.rule == "ratio" and has_val else "train"
 
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        if self.rollback and self._good.state is None:  # first epoch of this process (fresh or resumed): its start
+            self._good.keep(trainer.model, trainer.epoch)
+
     def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         from pgdat.analysis.curvature import fgsm_pgd_gap
         from pgdat.data.bundle import as_unit_float
