@@ -55,3 +55,44 @@ def test_unknown_recipe_lists_known():
 def test_apply_overrides_creates_sections():
     assert apply_overrides({}, ["method.params.beta=3"]) == {"method": {"params": {"beta": 3}}}
     assert config_from_dict({"method": {"name": "trades", "params": {"beta": 3}}}).method.params == {"beta": 3}
+
+
+def test_exponent_floats_in_option_mappings_are_numbers(tmp_path: Path):
+    # PyYAML (YAML 1.1) reads 5e-3 and 1.0e3 as strings; typed fields go through parse_number, option mappings did not
+    cfg = load_config(None, ["method.name=awp", "method.params.gamma=5e-3", "model.kwargs={width: 16, p: [1e-3]}",
+                             "train.callbacks=[{name: spectrum_monitor, z: 1.0e1}]"])
+    assert cfg.method.params == {"gamma": 0.005} and isinstance(cfg.method.params["gamma"], float)
+    assert cfg.model.kwargs == {"width": 16, "p": [0.001]} and cfg.train.callbacks[0]["z"] == 10.0
+    path = tmp_path / "r.yaml"
+    path.write_text("method: {name: trades, params: {beta: 6e0}}\n"
+                    "data: {transforms: [{name: label_noise, rate: 2e-1}]}\n")
+    cfg = load_config(str(path))
+    assert cfg.method.params == {"beta": 6.0} and cfg.data.transforms == ({"name": "label_noise", "rate": 0.2},)
+    assert load_config(None, ["method.params.variant=paper_intent"]).method.params == {"variant": "paper_intent"}
+
+
+def test_duplicate_recipe_keys_are_refused(tmp_path: Path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("attack: {eps: 8/255}\ntrain: {epochs: 5}\nattack: {steps: 7}\n")
+    with pytest.raises(PgdatError, match=r"key 'attack' appears twice"):
+        load_config(str(path))
+    path.write_text("train: {epochs: 5, seed: 1, epochs: 7}\n")
+    with pytest.raises(PgdatError, match=r"key 'epochs' appears twice"):
+        load_config(str(path))
+
+
+def test_recipe_that_is_not_a_mapping_is_named_with_overrides(tmp_path: Path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- train\n- epochs\n")
+    with pytest.raises(PgdatError, match=r"must be a mapping"):
+        load_config(str(path), ["train.epochs=3"])
+
+
+def test_roundtrip_of_every_recipe_with_options(tmp_path: Path):
+    from pgdat.training import write_config
+
+    for recipe in sorted(str(p.relative_to(RECIPES).with_suffix("")) for p in RECIPES.rglob("*.yaml")):
+        cfg = load_config(recipe, ["method.params.gamma=5e-3", "data.transforms=[{name: label_noise, rate: 1e-1}]",
+                                   "name=yes", "data.root=/tmp/x", "eval.step_size=2/255"])
+        write_config(cfg, tmp_path / "config.yaml")
+        assert load_config(str(tmp_path / "config.yaml")) == cfg, recipe

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,37 @@ from pgdat.errors import PgdatError
 from pgdat.threat import parse_number
 
 RECIPES = Path(__file__).resolve().parent.parent / "configs"
+# exponent floats that YAML 1.1 (PyYAML) leaves as text: 1e-3, 5E4, 1.0e3 (it wants a dot and a signed exponent)
+_EXP_FLOAT = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key repeated in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise PgdatError(f"key '{key}' appears twice in one mapping (line {key_node.start_mark.line + 1}); "
+                                 "only the last would be used, so remove one")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _numbers(value: Any) -> Any:
+    """Exponent floats written as text inside option mappings (method.params, model.kwargs, ...) -> float."""
+    if isinstance(value, str) and _EXP_FLOAT.match(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_numbers(v) for v in value]
+    return value
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -48,7 +80,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is str:
         return str(value)
     if origin is tuple:
-        items = yaml.safe_load(value) if isinstance(value, str) else value
+        items = _yaml(value) if isinstance(value, str) else value
         if not isinstance(items, list | tuple):
             items = [items]
         elem = args[0]
@@ -58,10 +90,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise PgdatError(f"{where} needs {len(args)} values (got {value!r})")
         return tuple(_coerce(v, a, where) for v, a in zip(items, args, strict=True))
     if origin is dict:
-        items = yaml.safe_load(value) if isinstance(value, str) else value
+        items = _yaml(value) if isinstance(value, str) else value
         if not isinstance(items, dict):
             raise PgdatError(f"{where} must be a mapping like {{width: 16}} (got {value!r})")
-        return dict(items)
+        return _numbers(dict(items))
     return value
 
 
@@ -114,7 +146,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise PgdatError(f"override '{item}' must look like section.key=value, e.g. train.epochs=5")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml(raw) if raw.strip() else ""
         _set_dotted(data, key.strip(), value)
     return data
 
@@ -137,7 +169,11 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
     if path is not None:
         p = recipe_path(path)
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = _yaml(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise PgdatError(f"cannot parse {p} as YAML: {e}") from None
+        except PgdatError as e:
+            raise PgdatError(f"{p}: {e}") from None
+        if not isinstance(data, dict):
+            raise PgdatError(f"{p} must be a mapping of sections like 'train: {{epochs: 5}}' (got {data!r})")
     return config_from_dict(apply_overrides(data, overrides or []))
