@@ -77,3 +77,13 @@ def test_normalized_model_argument_errors():
         NormalizedModel(net)
     with pytest.raises(PgdatError, match="3 values but the model takes 1"):
         NormalizedModel(net, MEAN, STD, in_channels=1)
+
+
+def test_input_with_the_wrong_channel_count_is_rejected_not_broadcast():
+    colour = create_model("resnet18", 10, width=4, mean=MEAN, std=STD).eval()
+    with pytest.raises(PgdatError, match=r"takes images \(B, 3, H, W\).*shape \(2, 1, 8, 8\)"):
+        colour(torch.rand(2, 1, 8, 8))  # used to broadcast to 3 channels and return logits
+    gray = create_model("small_cnn", in_channels=1).eval()
+    with pytest.raises(PgdatError, match=r"takes images \(B, 1, H, W\)"):
+        gray(torch.rand(2, 3, 28, 28))
+    assert colour(torch.rand(2, 3, 8, 8)).shape == (2, 10)

@@ -48,6 +48,12 @@ class Normalize(nn.Module):
         return self.mean.shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # without this check a (B, 1, H, W) batch broadcasts against a 3-channel mean into (B, 3, H, W) and a
+        # colour model silently accepts grayscale images (shape metadata only: no host sync)
+        if x.dim() < 3 or x.shape[-3] != self.channels:
+            raise PgdatError(f"the model takes images (B, {self.channels}, H, W) in [0,1] but got input of shape "
+                             f"{tuple(x.shape)}; use data with {self.channels} channel(s) (the dataset the model was "
+                             "trained on)")
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
