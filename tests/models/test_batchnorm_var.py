@@ -97,3 +97,27 @@ def test_trainer_builds_the_configured_estimator(tmp_path):
     assert any(type(m) is UnbiasedBatchNorm2d for m in load_model(tmp_path / "init.pt").modules())
     with pytest.raises(PgdatError, match="model.bn_var: unknown bn_var 'half'"):
         validate_config(load_config("default", ["model.bn_var=half"]))
+
+
+def test_convert_bn_keeps_the_parameter_objects_and_their_flags():
+    net = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)).double()
+    net[1].weight.requires_grad_(False)  # a frozen BatchNorm scale
+    net[1].eval()
+    weight, bias, running_var = net[1].weight, net[1].bias, net[1].running_var
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    convert_bn(net, "unbiased")
+    bn = net[1]
+    assert type(bn) is UnbiasedBatchNorm2d and not bn.training
+    assert bn.weight is weight and not bn.weight.requires_grad  # was a fresh trainable copy
+    assert bn.bias is bias and bn.running_var is running_var and bn.weight.dtype == torch.float64
+    assert any(p is bn.bias for p in opt.param_groups[0]["params"])  # an existing optimizer still updates it
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_empty_training_batch_behaves_like_pytorch(track):
+    ref, ours = nn.BatchNorm2d(3, track_running_stats=track), UnbiasedBatchNorm2d(3, track_running_stats=track)
+    ours.load_state_dict(ref.state_dict())
+    empty = torch.randn(0, 3, 4, 4)
+    assert ours(empty).shape == ref(empty).shape == (0, 3, 4, 4)  # used to raise "more than one value per channel"
+    for key in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ours, key), getattr(ref, key))

@@ -30,8 +30,8 @@ class UnbiasedBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
-        if not self.training and self.running_mean is not None:
-            return super().forward(x)
+        if (not self.training and self.running_mean is not None) or x.numel() == 0:
+            return super().forward(x)  # running statistics, or an empty batch (handled as nn.BatchNorm2d does)
         m = x.numel() // max(x.shape[1], 1)
         if m < 2:
             raise PgdatError(f"UnbiasedBatchNorm2d needs more than one value per channel in a training batch (input "
@@ -66,7 +66,10 @@ def _swap(parent: nn.Module, cls: Callable[..., nn.BatchNorm2d]) -> int:
             new = cls(child.num_features, eps=child.eps, momentum=child.momentum, affine=child.affine,
                       track_running_stats=child.track_running_stats,
                       device=ref.device if ref is not None else None, dtype=ref.dtype if ref is not None else None)
-            new.load_state_dict(child.state_dict())
+            # the same Parameter/buffer objects, not copies: requires_grad (a frozen layer) and optimizer references
+            # survive the swap
+            new._parameters.update(child._parameters)
+            new._buffers.update(child._buffers)
             new.train(child.training)
             setattr(parent, name, new)
             n += 1
