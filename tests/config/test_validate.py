@@ -126,3 +126,14 @@ BAD_COMBINED = [
 def test_bad_combination_names_key_and_valid_range(overrides, pattern):
     with pytest.raises(PgdatError, match=pattern):
         validate_config(load_config("default", overrides))
+
+
+def test_warmups_as_long_as_training_are_reported():
+    # the default recipe ramps eps over 3 epochs: a 2-epoch quick run never trains at the eps it is evaluated at
+    cfg = load_config("default", ["train.epochs=2"])
+    assert validate_config(cfg) is None
+    (note,) = config_warnings(cfg)
+    assert "attack.eps_warmup_epochs 3 >= train.epochs 2" in note
+    (note,) = config_warnings(load_config("default", ["optim.warmup_epochs=10", "attack.eps_warmup_epochs=0"]))
+    assert "optim.warmup_epochs 10 >= train.epochs 10" in note
+    assert config_warnings(load_config("default", ["train.epochs=2", "method.name=standard"])) == []

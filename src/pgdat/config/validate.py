@@ -257,9 +257,16 @@ def validate_config(cfg: Config) -> None:
 
 def config_warnings(cfg: Config) -> list[str]:
     """Allowed but suspicious settings (one message each); ``validate_config`` must pass first."""
-    a, notes = cfg.attack, []
+    a, notes, epochs = cfg.attack, [], cfg.train.epochs
+    if cfg.optim.warmup_epochs >= epochs:
+        notes.append(f"optim.warmup_epochs {cfg.optim.warmup_epochs:g} >= train.epochs {epochs}: the learning rate "
+                     "never reaches optim.lr")
     if cfg.method.name in NON_ATTACKING_METHODS:
         return notes
+    if a.eps_warmup_epochs >= epochs:
+        notes.append(f"attack.eps_warmup_epochs {a.eps_warmup_epochs:g} >= train.epochs {epochs}: training never "
+                     f"reaches attack.eps {a.eps:.4g}, which evaluation uses; shorten the warm-up "
+                     "(attack.eps_warmup_epochs=0 turns it off)")
     if a.step_size > a.eps and cfg.method.name not in LARGE_STEP_METHODS:
         notes.append(f"attack.step_size {a.step_size:.4g} > attack.eps {a.eps:.4g} with projection: every step "
                      "overshoots and is clipped back to the ball; usual is 2.5*eps/steps (2/255 at 8/255, 10 steps). "
