@@ -1,0 +1,63 @@
+"""The benchmarks/ scripts still run (``--quick``, CPU) and print the ratios their README quotes.
+
+These check that the scripts work against the current API and that what they print is well-formed (positive,
+finite times and ratios); the figures themselves are read on a quiet machine, never asserted here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def run(script: str, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", "--quick", "--device", "cpu", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in output:\n{text}"
+    value = float(match.group(1))
+    assert math.isfinite(value) and value > 0
+    return value
+
+
+def test_bench_attack_prints_each_contender_with_time_and_accuracy():
+    out = run("bench_attack", "--no-bf16")
+    for row in ("plain fp32 loop", "pgdat.attacks.pgd fp32", "pgdat.eval.evaluate pgd-10"):
+        seconds = re.findall(rf"^{re.escape(row)}.*?\s([0-9.]+)\s+([0-9.]+)x\s+([0-9.]+)%$", out, re.M)
+        assert seconds, f"no row {row!r}:\n{out}"
+        for t, speed, acc in seconds:
+            assert float(t) > 0 and float(speed) > 0 and 0 <= float(acc) <= 100
+
+
+def test_bench_at_step_prints_ratios_to_the_floor_and_the_plain_loop():
+    out = run("bench_at_step")
+    assert 0.2 < number(r"pgdat step / floor = ([0-9.]+)", out) < 20
+    number(r"plain fp32 loop / pgdat step = ([0-9.]+)x", out)
+
+
+def test_bench_epoch_prints_the_overhead_share():
+    out = run("bench_epoch")
+    share = float(re.search(r"checkpoint/logging = ([0-9.]+)% of epoch time", out).group(1))
+    assert 0 <= share <= 100
+    number(r"whole run ([0-9.]+) s", out)
+
+
+def test_bench_memory_prints_both_peaks():
+    out = run("bench_memory")
+    for row in ("pgdat Trainer PGD-AT step", "plain fp32 AT loop"):
+        number(rf"{re.escape(row)}\s+[0-9.]+\s+([0-9.]+)", out)
