@@ -96,3 +96,12 @@ def test_roundtrip_of_every_recipe_with_options(tmp_path: Path):
                                    "name=yes", "data.root=/tmp/x", "eval.step_size=2/255"])
         write_config(cfg, tmp_path / "config.yaml")
         assert load_config(str(tmp_path / "config.yaml")) == cfg, recipe
+
+
+@pytest.mark.parametrize("override,match", [
+    ("train.device=cuda:", r"train\.device must be text, not a mapping or list \(got \{'cuda': None\}\)"),
+    ("eval.final_attacks=[clean, pgd-20]", r"eval\.final_attacks must be text, .*\(got \['clean', 'pgd-20'\]\)"),
+])
+def test_text_fields_refuse_yaml_mappings_and_lists(override, match):
+    with pytest.raises(PgdatError, match=match):
+        load_config(None, [override])

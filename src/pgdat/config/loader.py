@@ -78,6 +78,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         except PgdatError:
             raise PgdatError(f"{where} must be a number like 0.1 or 8/255 (got {value!r})") from None
     if tp is str:
+        if isinstance(value, dict | list | tuple):  # e.g. train.device=cuda: (YAML reads a mapping)
+            raise PgdatError(f"{where} must be text, not a mapping or list (got {value!r})")
         return str(value)
     if origin is tuple:
         items = _yaml(value) if isinstance(value, str) else value
