@@ -72,3 +72,25 @@ def test_repro_co_features_tiny_preset(tmp_path, monkeypatch):
     assert "inject_features" in (run_dir / "config.yaml").read_text()
     first = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[1])
     assert {"co_val_pgd_acc", "co_train_fgsm_acc", "co_detected", "co_epoch"} <= set(first)
+
+
+@pytest.mark.slow
+def test_rerun_reuses_finished_runs_and_retrains_changed_ones(tmp_path, monkeypatch):
+    from pgdat.checkpoint import load_checkpoint
+
+    monitor = "{name: co_monitor, n_train: 16, n_val: 16, attack: pgd-2}"
+    tiny = {**exp.PRESETS["cpu"], "overrides": TINY, "monitor": monitor, "grid": [(0.1, 30.0, "fgsm_at")],
+            "orthogonal": []}
+    monkeypatch.setitem(exp.PRESETS, "cpu", tiny)
+    run_dir = tmp_path / "fgsm_at_eps25.5_beta30"
+    first = exp.run("cpu", tmp_path)
+    stamp = (run_dir / "last.pt").stat().st_mtime_ns
+    assert exp.run("cpu", tmp_path) == first and (run_dir / "last.pt").stat().st_mtime_ns == stamp  # reused
+    (run_dir / "final.json").unlink()  # killed during the final evaluation: evaluate again, do not retrain
+    assert exp.run("cpu", tmp_path)[0]["pgd_acc"] == first[0]["pgd_acc"]
+    assert (run_dir / "last.pt").stat().st_mtime_ns == stamp
+    # a changed preset (same run name) retrains instead of reporting the old run
+    monkeypatch.setitem(exp.PRESETS, "cpu", {**tiny, "overrides": [*TINY, "optim.lr=0.01", "eval.n_final=16"]})
+    (row,) = exp.run("cpu", tmp_path)
+    assert load_checkpoint(run_dir / "last.pt")["config"]["optim"]["lr"] == 0.01
+    assert json.loads((run_dir / "final.json").read_text())["n"] == 16

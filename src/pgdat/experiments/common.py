@@ -5,19 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgdat.config import load_config
+from pgdat.checkpoint import load_checkpoint
+from pgdat.config import Config, config_from_dict, config_to_dict, load_config
+from pgdat.errors import PgdatError
 from pgdat.training import Trainer
 
 
+def trained_with(last: Path, cfg: Config) -> bool:
+    """Whether the checkpoint ``last`` was trained with ``cfg`` (a run of a changed or older preset was not)."""
+    try:
+        stored = config_from_dict(load_checkpoint(last)["config"])
+    except (PgdatError, KeyError):
+        return False
+    return config_to_dict(stored) == config_to_dict(cfg)
+
+
 def train_run(recipe: str, overrides: list[str], out: Path, *, resume_if_done: bool = True) -> Trainer:
-    """Train ``recipe`` + ``overrides`` into ``out`` (a finished run there is reused, a killed one resumed)."""
+    """Train ``recipe`` + ``overrides`` into ``out``: a finished run there with the same config is reused (its final
+    evaluation redone if it is missing), a killed one resumed, a run with another config retrained from scratch."""
     cfg = load_config(recipe, ["eval.every=1", *overrides])  # experiments read per-epoch curves
     last = out / "last.pt"
-    trainer = Trainer(cfg, out, resume=last.exists() and resume_if_done)
+    resume = last.exists() and resume_if_done and trained_with(last, cfg)
+    if not resume:
+        (out / "final.json").unlink(missing_ok=True)  # a stale final evaluation must not be read as this run's
+    trainer = Trainer(cfg, out, resume=resume)
     from pgdat.training import write_config
 
     write_config(cfg, out / "config.yaml")
-    if trainer.epoch < cfg.train.epochs:
+    if (trainer.epoch < cfg.train.epochs and trainer.stop_reason is None) or not (out / "final.json").exists():
         trainer.fit()
     return trainer
 
