@@ -105,3 +105,13 @@ def test_roundtrip_of_every_recipe_with_options(tmp_path: Path):
 def test_text_fields_refuse_yaml_mappings_and_lists(override, match):
     with pytest.raises(PgdatError, match=match):
         load_config(None, [override])
+
+
+def test_section_mapping_override_merges_into_the_recipe():
+    # eval={every: 2} used to replace the whole eval section, silently dropping the recipe's n_test and batch_size
+    cfg = load_config("default", ["eval={every: 2, n_test: 64}"])
+    assert (cfg.eval.every, cfg.eval.n_test, cfg.eval.batch_size) == (2, 64, 128)
+    assert cfg.eval.final_attacks == load_config("default").eval.final_attacks
+    # option mappings are still replaced as a whole
+    cfg = load_config("cifar10/awp_preact18", ["method.params={gamma: 0.02}"])
+    assert cfg.method.params == {"gamma": 0.02}

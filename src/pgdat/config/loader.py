@@ -132,6 +132,9 @@ def config_to_dict(cfg: Any) -> dict:
     return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
 
 
+_SECTIONS = frozenset(k for k, tp in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(tp))
+
+
 def _set_dotted(data: dict, key: str, value: Any) -> None:
     parts = key.split(".")
     node = data
@@ -139,7 +142,10 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise PgdatError(f"cannot set '{key}': '{p}' is not a section")
-    node[parts[-1]] = value
+    if node is data and isinstance(value, dict) and isinstance(node.get(key), dict) and key in _SECTIONS:
+        node[key] = {**node[key], **value}  # section={k: v} sets those keys; the recipe's others stay
+    else:
+        node[parts[-1]] = value
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
