@@ -97,7 +97,7 @@ class CurvePlotter(Callback):
     the fit, with the rest of the set-up, not inside the first epoch.
     """
 
-    def __init__(self, max_share: float = 0.01) -> None:
+    def __init__(self, max_share: float = 0.005) -> None:
         self.max_share = max_share
         self.cost, self.drawn_at, self.drawn_epoch, self.per_class_epoch = 0.0, None, None, None
 
