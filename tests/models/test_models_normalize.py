@@ -87,3 +87,10 @@ def test_input_with_the_wrong_channel_count_is_rejected_not_broadcast():
     with pytest.raises(PgdatError, match=r"takes images \(B, 1, H, W\)"):
         gray(torch.rand(2, 3, 28, 28))
     assert colour(torch.rand(2, 3, 8, 8)).shape == (2, 10)
+
+
+def test_integer_pixels_are_rejected_not_normalised_as_unit_floats():
+    gray = create_model("small_cnn", in_channels=1).eval()
+    with pytest.raises(PgdatError, match=r"floating-point images in \[0,1\].*torch.uint8.*as_unit_float"):
+        gray(torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8))
+    assert gray(torch.rand(2, 1, 28, 28, dtype=torch.float64).float()).shape == (2, 10)

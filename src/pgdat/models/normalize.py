@@ -54,6 +54,9 @@ class Normalize(nn.Module):
             raise PgdatError(f"the model takes images (B, {self.channels}, H, W) in [0,1] but got input of shape "
                              f"{tuple(x.shape)}; use data with {self.channels} channel(s) (the dataset the model was "
                              "trained on)")
+        if not x.is_floating_point():  # e.g. raw uint8 pixels 0-255 would be normalised as if they were in [0,1]
+            raise PgdatError(f"the model takes floating-point images in [0,1] but got dtype {x.dtype}; convert "
+                             "uint8 pixels with pgdat.data.bundle.as_unit_float (x / 255)")
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:

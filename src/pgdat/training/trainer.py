@@ -7,7 +7,6 @@ replays exactly what an uninterrupted run would have done.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -312,5 +311,5 @@ class Trainer:
         self.method_state.update(ckpt.get("method_state", {}))
         self.header = ckpt.get("header", self.header) | {"resumed_at_epoch": self.epoch}
         self.stop_reason = self.history[-1].get("stop_reason") if self.history else None
-        if not all(math.isfinite(p.float().sum()) for p in self.model.parameters()):
+        if not all(torch.isfinite(p.detach()).all() for p in self.model.parameters()):
             raise PgdatError(f"{path} holds non-finite weights; resume from an earlier checkpoint")
