@@ -103,3 +103,11 @@ def test_rollback_right_after_a_resume_restores_the_resumed_weights(tiny_model, 
     assert m["co_detected"] and trainer.stop_reason and m["co_rolled_back_to_epoch"] == 3
     for n, p in trainer.model.named_parameters():
         assert torch.equal(p, resumed[n]), n
+
+
+def test_each_rule_defaults_to_its_own_attack():
+    from pgdat.training.co_monitor import COMonitor
+
+    assert COMonitor("ratio").attack == "pgd-10"
+    assert COMonitor("wong").attack == "pgd-5"  # Wong et al. check PGD-5 accuracy on a training minibatch
+    assert COMonitor("wong", attack="pgd-20").attack == "pgd-20"

@@ -27,7 +27,8 @@ from pgdat.training.callbacks import CALLBACKS, Callback
 if TYPE_CHECKING:  # pragma: no cover
     from pgdat.training.trainer import Trainer
 
-RULES = ("ratio", "wong")
+DEFAULT_ATTACK = {"ratio": "pgd-10", "wong": "pgd-5"}  # rule -> its multi-step attack (Wong et al.: PGD-5)
+RULES = tuple(DEFAULT_ATTACK)
 
 
 class WeightKeeper:
@@ -69,16 +70,17 @@ class COMonitor(Callback):
     """Flag catastrophic overfitting each epoch (see the module docstring for the rules and metric keys).
 
     n_train: size of the fixed training batch (its first images). n_val: validation images used (0 = all).
-    attack: the multi-step attack (``pgd-10``; Wong's rule uses ``pgd-5``).
+    attack: the multi-step attack; default ``pgd-10`` for the ratio rule and ``pgd-5`` (Wong et al.'s) for ``wong``.
     """
 
-    def __init__(self, rule: str = "ratio", attack: str = "pgd-10", n_train: int = 256, n_val: int = 500,
+    def __init__(self, rule: str = "ratio", attack: str | None = None, n_train: int = 256, n_val: int = 500,
                  ratio: float = 0.3, gap: float = 0.3, drop: float = 0.2, min_peak: float = 0.05,
                  stop: bool = False, rollback: bool = False) -> None:
         if rule not in RULES:
             raise PgdatError(f"co_monitor rule must be one of {', '.join(RULES)} (got '{rule}')")
         if not (0 < ratio < 1 and 0 <= gap <= 1 and 0 <= drop <= 1):
             raise PgdatError(f"co_monitor needs 0 < ratio < 1 and gap, drop in [0, 1] (got {ratio}, {gap}, {drop})")
+        attack = attack if attack is not None else DEFAULT_ATTACK[rule]
         self.rule, self.attack, self.n_train, self.n_val = rule, attack, n_train, n_val
         self.kw = {"ratio": ratio, "gap": gap, "drop": drop, "min_peak": min_peak}
         self.stop, self.rollback = stop, rollback
