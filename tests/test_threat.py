@@ -62,3 +62,16 @@ def test_parse_eps_and_errors():
         ThreatModel("linf", math.nan)
     with pytest.raises(PgdatError, match="valid norms: linf, l2"):
         ThreatModel("l1", 0.1)
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1e-13, 1e-20, 1e-30])
+def test_l2_step_has_unit_norm_for_tiny_gradients(scale):
+    # a confidently classified example has a tiny loss gradient; the L2 step must still have length step_size
+    # (an additive epsilon in g / (||g|| + eps) shrank it to ~nothing, and its squares underflow in the norm)
+    g = torch.randn(8, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * scale
+    g[3] = 0.0  # and a zero gradient gives a zero step, not NaN
+    d = ThreatModel("l2", 1).ascent_direction(g)
+    n = d.flatten(1).norm(dim=1)
+    assert torch.allclose(n[torch.arange(8) != 3], torch.ones(7), atol=1e-5)
+    assert torch.equal(d[3], torch.zeros_like(d[3]))
+    assert torch.allclose(d[0], (g[0].double() / g[0].double().norm()).float(), atol=1e-6)

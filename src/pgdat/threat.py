@@ -127,7 +127,11 @@ class ThreatModel:
         """Steepest-ascent direction of unit norm: sign(g) for Linf, g/||g||_2 for L2 (zero where g = 0)."""
         if self.norm == "linf":
             return grad.sign()
-        return grad / (_norms(grad, "l2") + _TINY)
+        # divide by the per-example max first: an additive epsilon (g / (||g|| + tiny)) shrinks the step of an
+        # example whose gradient is tiny (a confidently classified one) and its squares can underflow in the norm
+        top = _norms(grad, "linf")
+        g = grad / torch.where(top > 0, top, torch.ones_like(top))  # max |g| = 1, or g = 0
+        return g / _norms(g, "l2").clamp_min(1.0)  # ||g|| >= 1 unless g = 0
 
     def step(self, delta: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:
         """One steepest-ascent step of length ``step_size`` (not yet projected)."""
