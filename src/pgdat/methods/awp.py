@@ -15,10 +15,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from pgdat.errors import PgdatError
-from pgdat.methods.base import METHODS, StepContext, craft
+from pgdat.methods.base import METHODS, Number, OneOf, StepContext, craft, option_checks
 from pgdat.methods.pgd_at import pgd_at_objective
-from pgdat.methods.trades import trades_inner, trades_objective
+from pgdat.methods.trades import TRADES_BETA, trades_inner, trades_objective
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 AWP_BASES = ("pgd_at", "trades")
@@ -49,8 +48,6 @@ def awp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, ba
         gamma: float = 0.01, proxy_lr: float = 0.01, warmup_epochs: int = 0, beta: float = 6.0
         ) -> dict[str, torch.Tensor]:
     """AWP; ``base`` is pgd_at or trades (``beta`` for trades); no perturbation before ``warmup_epochs``."""
-    if base not in AWP_BASES:
-        raise PgdatError(f"awp base must be one of {', '.join(AWP_BASES)} (got '{base}')")
     if base == "pgd_at":
         x_adv, objective = craft(ctx, x, y), pgd_at_objective
     else:
@@ -70,3 +67,12 @@ def awp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, ba
 
         ctx.after_step.append(restore)
     return objective(model, x, x_adv, y)
+
+
+option_checks(awp, {
+    "base": OneOf(AWP_BASES),
+    "gamma": Number(lo=0, hint="Wu et al. use 0.01 (AT-AWP) and 0.005 (TRADES-AWP); 0 turns AWP off"),
+    "proxy_lr": Number(lo=0, lo_open=True, hint="Wu et al. use 0.01"),
+    "warmup_epochs": Number(lo=0, integer=True, hint="Wu et al. use 0 (AT-AWP) and 10 (TRADES-AWP)"),
+    "beta": TRADES_BETA,
+})

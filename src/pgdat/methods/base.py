@@ -9,7 +9,8 @@ the optimizer step (AWP restoring weights) appends a callable to ``ctx.after_ste
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -157,8 +158,86 @@ def craft(
                    bn_mode=a.bn_mode, precision=ctx.precision, generator=ctx.generator, check=False)
 
 
+@dataclass(frozen=True)
+class Number:
+    """A numeric option's valid range: finite and ``lo (<|<=) value (<|<=) hi``; ints pass where floats are expected,
+    bools and text never do. ``integer``: an int only; ``optional``: None is allowed too (the method's own default)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    optional: bool = False
+    hint: str = ""  # what the papers use, e.g. "Zhang et al. use 6"
+
+    def describe(self) -> str:
+        """The range as text: ">= 0", "> 0", "in [0, 1)", or "" when unbounded."""
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return ""
+
+    def check(self, where: str, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        ok = not isinstance(value, bool) and isinstance(value, int if self.integer else int | float)
+        ok = ok and (isinstance(value, int) or math.isfinite(value))  # an int is finite (and may exceed a float)
+        if ok and self.lo is not None:
+            ok = value > self.lo if self.lo_open else value >= self.lo
+        if ok and self.hi is not None:
+            ok = value < self.hi if self.hi_open else value <= self.hi
+        if not ok:
+            what = " ".join(filter(None, ("an integer" if self.integer else "a finite number", self.describe(),
+                                          "or null" if self.optional else "")))
+            raise PgdatError(f"{where} must be {what} (got {value!r}){'; ' + self.hint if self.hint else ''}")
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A named option's valid values: a tuple, or a :class:`Registry` (read at check time, so later registrations
+    count). ``optional``: None is allowed too (the method's own default)."""
+
+    names: Collection[str]
+    optional: bool = False
+
+    def check(self, where: str, value: Any) -> None:
+        if (value is None and self.optional) or (isinstance(value, str) and value in self.names):
+            return
+        kind = getattr(self.names, "kind", "value")
+        valid = ", ".join(sorted(self.names) if isinstance(self.names, Registry) else self.names)
+        raise PgdatError(f"{where}: unknown {kind} {value!r}; valid {kind}s: {valid}"
+                         f"{' (or null for the default)' if self.optional else ''}")
+
+
+def option_checks(fn: Method, rules: dict[str, Number | OneOf],
+                  relation: Callable[[str, dict[str, Any]], None] | None = None) -> Method:
+    """Attach ``fn.check_params`` (run by :func:`build_method`, so at config validation): every given option
+    against its rule, then ``relation("method 'name'", options)`` on all options (defaults filled in) for checks
+    across options. Returns fn.
+
+    The messages name the method (``fn.__name__``, its registered name) and the option.
+    """
+    defaults = {k: p.default for k, p in list(inspect.signature(fn).parameters.items())[4:]}
+
+    def check_params(**params: Any) -> None:
+        for option, value in params.items():
+            if option in rules:
+                rules[option].check(f"method '{fn.__name__}' option {option}", value)
+        if relation is not None:
+            relation(f"method '{fn.__name__}'", defaults | params)
+
+    fn.check_params = check_params  # type: ignore[attr-defined]
+    return fn
+
+
 def build_method(name: str, params: dict[str, Any]) -> Method:
-    """Look up a method and bind its options; unknown options raise a :class:`PgdatError` listing the valid ones.
+    """Look up a method and bind its options; unknown options raise a :class:`PgdatError` listing the valid ones,
+    and values out of range one naming the option and its range (the method's ``check_params``, see
+    :func:`option_checks`). Config validation calls this, so bad options fail before any data is loaded.
 
     The result's ``replays`` attribute is how many optimizer steps the trainer takes on each minibatch: 1, or for
     a method with a ``replay_option`` attribute (Free-AT's ``m``) the value of that option (an integer >= 1).

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgdat.attacks.core import attack_mode
-from pgdat.errors import PgdatError
-from pgdat.methods.base import METHODS, StepContext, train_eps
+from pgdat.methods.base import METHODS, Number, OneOf, StepContext, option_checks, train_eps
 from pgdat.methods.pgd_at import pgd_at_objective
 from pgdat.methods.single_step import CO_MONITOR, single_step
 
@@ -58,16 +57,12 @@ def alignment_penalty(model: nn.Module, x1: torch.Tensor, y: torch.Tensor, eps: 
 def grad_align(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, lam: float | None = None,
                first_point: str = "clean") -> dict[str, torch.Tensor]:
     """FGSM (zero init, step eps) loss + lam * (1 - cos); returns also ``grad_align_cos`` (detached)."""
-    if first_point not in FIRST_POINTS:
-        raise PgdatError(f"grad_align first_point must be one of {', '.join(FIRST_POINTS)} (got '{first_point}')")
     eps = train_eps(ctx)
     if lam is None:
         if ctx.attack.eps > MAX_RULE_EPS + 1e-9:
             warnings.warn(f"grad_align: the paper's lambda(eps) rule covers eps <= 16/255 (got {ctx.attack.eps:.4g}); "
                           "using its value at 16/255, lambda = 2.0; set method.params.lam to choose", stacklevel=2)
         lam = grad_align_lambda(min(ctx.attack.eps, MAX_RULE_EPS))
-    if lam < 0:
-        raise PgdatError(f"grad_align lam must be >= 0 (got {lam}); leave it unset for the paper's lambda(eps)")
     x_adv = single_step(ctx, x, y, alpha=1.0, init="zero")
     out = pgd_at_objective(model, x, x_adv, y)
     if lam > 0 and eps > 0:
@@ -79,4 +74,9 @@ def grad_align(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepCont
     return out
 
 
+option_checks(grad_align, {
+    "lam": Number(lo=0, optional=True, hint="leave it unset (null) for the paper's lambda(eps): 0.2 at 8/255, 2 at "
+                  "16/255; 0 is FGSM-AT"),
+    "first_point": OneOf(FIRST_POINTS),
+})
 grad_align.default_callbacks = CO_MONITOR  # type: ignore[attr-defined]

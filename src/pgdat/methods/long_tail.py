@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgdat.errors import PgdatError
-from pgdat.methods.base import METHODS, StepContext, craft
+from pgdat.methods.base import METHODS, Number, OneOf, StepContext, craft, option_checks
 
+TAIL_REDUCTIONS, TAIL_SIGNS = ("pairwise", "as_released"), ("contrastive", "as_written")
 VARIANTS = {"paper_intent": ("pairwise", "contrastive"), "as_released": ("as_released", "as_written")}
 
 
@@ -76,7 +77,7 @@ def tail_penalty(features: torch.Tensor, y: torch.Tensor, counts: torch.Tensor, 
             term = s * kl
         per_anchor = (pair_w * term).mean(dim=1)
     else:
-        raise PgdatError(f"tail_reduction must be pairwise or as_released (got '{reduction}')")
+        raise PgdatError(f"tail_reduction must be one of {', '.join(TAIL_REDUCTIONS)} (got '{reduction}')")
     return (per_anchor * anchors).sum() / n_anchor
 
 
@@ -113,8 +114,6 @@ def reat(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, v
          tail_reduction: str | None = None, tail_sign: str | None = None, penalty_weight: float = 1.0,
          margin: float = 1.0) -> dict[str, torch.Tensor]:
     """REAT: RBL-weighted PGD, then Balanced Softmax + penalty_weight * TAIL on the adversarial examples."""
-    if variant not in VARIANTS:
-        raise PgdatError(f"reat variant must be one of {', '.join(VARIANTS)} (got '{variant}')")
     reduction, sign = VARIANTS[variant]
     counts = _counts(ctx)
     w = rbl_weights(counts, _previous_histogram(ctx, counts))
@@ -150,3 +149,15 @@ def pgd_at_reweight(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Ste
     w = w * len(w) / w.sum()
     logits = model(craft(ctx, x, y))
     return {"loss": F.cross_entropy(logits.float(), y, weight=w), "logits_adv": logits}
+
+
+option_checks(reat, {
+    "variant": OneOf(tuple(VARIANTS)),
+    "tail_reduction": OneOf(TAIL_REDUCTIONS, optional=True),
+    "tail_sign": OneOf(TAIL_SIGNS, optional=True),
+    "penalty_weight": Number(lo=0, hint="the REAT notes use 1 (0.01 to 0.1 trained better with variant "
+                             "paper_intent); 0 drops TAIL"),
+    "margin": Number(lo=0, hint="the cap on the push term of the contrastive TAIL; 1 by default, 0 drops the push"),
+})
+# Cui et al.'s class-balanced beta: 1 - beta^n_c must stay > 0 (beta = 1 divides by zero); 0 gives uniform weights
+option_checks(pgd_at_reweight, {"beta": Number(lo=0, hi=1, hi_open=True, hint="Cui et al. use 0.9999")})

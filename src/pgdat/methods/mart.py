@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgdat.methods.base import METHODS, StepContext, craft
+from pgdat.methods.base import METHODS, Number, StepContext, craft, option_checks
 
 
 def mart_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, lam: float
@@ -29,3 +29,6 @@ def mart_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: to
 def mart(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, lam: float = 5.0
          ) -> dict[str, torch.Tensor]:
     return mart_objective(model, x, craft(ctx, x, y), y, lam)
+
+
+option_checks(mart, {"lam": Number(lo=0, hint="Wang et al. use 5 (ResNet-18) and 6 (WRN-34-10)")})

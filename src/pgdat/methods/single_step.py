@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pgdat.errors import PgdatError
-from pgdat.methods.base import METHODS, StepContext, craft, train_eps
+from pgdat.methods.base import METHODS, Number, StepContext, craft, option_checks, train_eps
 from pgdat.methods.pgd_at import pgd_at_objective
 
 # on by default for single-step methods (configure it in train.callbacks); registered by pgdat.training.co_monitor
@@ -46,11 +46,20 @@ def n_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext,
            alpha: float = 1.0) -> dict[str, torch.Tensor]:
     """N-FGSM (de Jorge et al.): noise U[-k eps, k eps] (k = 2), step alpha*eps (= eps), no eps-projection, box only:
     ||delta||_inf <= (k + alpha) eps."""
-    if k < 0:
-        raise PgdatError(f"n_fgsm k must be >= 0 (noise radius in multiples of eps; got {k})")
     return pgd_at_objective(model, x, single_step(ctx, x, y, alpha=alpha, init="uniform", init_scale=k,
                                                   project=False), y)
 
 
+def _step(default: str) -> Number:
+    """A step size in multiples of attack.eps: > 0."""
+    return Number(lo=0, lo_open=True, hint=f"a multiple of attack.eps; {default}")
+
+
+option_checks(fgsm_at, {"alpha": _step("FGSM-AT steps eps (alpha 1)")})
+option_checks(rs_fgsm, {"alpha": _step("Wong et al. use 1.25"),
+                        "init_scale": Number(lo=0, hint="the start's radius in multiples of eps; Wong et al. use 1")})
+option_checks(n_fgsm, {"alpha": _step("de Jorge et al. use 1"),
+                       "k": Number(lo=0, hint="the noise radius in multiples of eps; de Jorge et al. use 2 "
+                                   "(4 or 3 at large radii); 0 is unprojected FGSM")})
 for _fn in (fgsm_at, rs_fgsm, n_fgsm):
     _fn.default_callbacks = CO_MONITOR  # type: ignore[attr-defined]

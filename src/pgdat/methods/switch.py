@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pgdat.methods.base import ATTACK_PRESETS, METHODS, StepContext, craft
+from pgdat.methods.base import ATTACK_PRESETS, METHODS, OneOf, StepContext, craft, option_checks
 from pgdat.methods.pgd_at import pgd_at_objective
 
 SWITCH, ACTIVE = "attack_switch", "attack_active"  # ctx.state keys
@@ -38,10 +38,5 @@ def pgd_at_switch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepC
     return pgd_at_objective(model, x, craft(ctx, x, y, preset=name), y)
 
 
-def _check(before: str = "pgd", after: str = "fgsm_rs") -> None:
-    ATTACK_PRESETS.get(before)
-    ATTACK_PRESETS.get(after)
-
-
-pgd_at_switch.check_params = _check  # type: ignore[attr-defined]
+option_checks(pgd_at_switch, {"before": OneOf(ATTACK_PRESETS), "after": OneOf(ATTACK_PRESETS)})
 pgd_at_switch.default_callbacks = ({"name": "attack_switch"},)  # type: ignore[attr-defined]

@@ -18,8 +18,8 @@ from torch import nn
 
 from pgdat.attacks.core import attack_mode
 from pgdat.errors import PgdatError
-from pgdat.methods.base import METHODS, StepContext, craft
-from pgdat.methods.trades import kl_to_clean
+from pgdat.methods.base import METHODS, Number, StepContext, craft, option_checks
+from pgdat.methods.trades import TRADES_BETA, kl_to_clean
 
 
 def te_ramp(epoch: int, start: int, end: int) -> float:
@@ -55,8 +55,6 @@ def _setup(ctx: StepContext, x: torch.Tensor, momentum: float, w_max: float, sta
     """(weight w, s_hat or None before ``start_epoch``); checks the attack has one start."""
     if ctx.attack.restarts != 1:
         raise PgdatError("temporal ensembling trains with one attack start: set attack.restarts=1")
-    if not 0 < start_epoch < end_epoch:
-        raise PgdatError(f"need 0 < start_epoch < end_epoch (got {start_epoch}, {end_epoch})")
     e = ctx.epoch + 1
     if e < start_epoch:
         return 0.0, None
@@ -107,3 +105,21 @@ def trades_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepConte
     pen = te_penalty(logits_clean, s_hat).mean() if s_hat is not None else torch.zeros((), device=x.device)
     return {"loss": natural + beta * robust + w * pen, "te_penalty": pen.detach(), "logits_clean": logits_clean,
             "logits_adv": logits_adv}
+
+
+def _check_ramp(where: str, params: dict) -> None:
+    """The ramp needs 1 <= start_epoch < end_epoch (1-indexed epochs; te_ramp divides by end - start)."""
+    start, end = params["start_epoch"], params["end_epoch"]
+    if not start < end:
+        raise PgdatError(f"{where} needs start_epoch < end_epoch (got start_epoch={start}, end_epoch={end}); "
+                         "Dong et al. ramp the penalty up from epoch 90 to 150")
+
+
+TE_OPTIONS = {
+    "momentum": Number(lo=0, hi=1, hi_open=True, hint="the EMA momentum of the soft targets; Dong et al. use 0.9"),
+    "w_max": Number(lo=0, hint="the penalty weight after the ramp; Dong et al. use 300"),
+    "start_epoch": Number(lo=1, integer=True, hint="1-indexed first epoch of the penalty; Dong et al. use 90"),
+    "end_epoch": Number(lo=1, integer=True, hint="1-indexed epoch where the ramp reaches w_max; Dong et al. use 150"),
+}
+option_checks(pgd_at_te, TE_OPTIONS, _check_ramp)
+option_checks(trades_te, TE_OPTIONS | {"beta": TRADES_BETA}, _check_ramp)

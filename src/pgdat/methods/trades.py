@@ -7,7 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgdat.attacks.core import attack_mode
-from pgdat.methods.base import METHODS, StepContext, craft
+from pgdat.methods.base import METHODS, Number, StepContext, craft, option_checks
+
+# TRADES's beta: Zhang et al. use 6 on CIFAR (their README: 1 to 10); 0 is clean training on x
+TRADES_BETA = Number(lo=0, hint="Zhang et al. use 6 (their README recommends 1 to 10)")
 
 
 def kl_to_clean(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
@@ -37,3 +40,6 @@ def trades_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: 
 def trades(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 6.0
            ) -> dict[str, torch.Tensor]:
     return trades_objective(model, x, trades_inner(ctx, x), y, beta)
+
+
+option_checks(trades, {"beta": TRADES_BETA})
