@@ -159,6 +159,20 @@ def initial_delta(x: torch.Tensor, spec: AttackSpec, generator: torch.Generator 
     return spec.threat.project_box(x.float(), delta)
 
 
+def _rescale_hook(per_batch: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Gradient hook for fp32 logits (B, K) computed under fp16 autocast: divide the loss gradient by its largest
+    entry (per example; per batch when ``per_batch``, as train-mode BatchNorm couples the examples) before it is
+    cast to fp16. Without it the gradient of a confidently classified example (a softmax tail below 6e-8)
+    underflows to zero, sign(0) = 0, and the example never moves. Steps are sign or normalised, so a positive
+    scale leaves their direction unchanged."""
+
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        top = grad.abs().amax() if per_batch else grad.abs().amax(dim=1, keepdim=True)
+        return grad / torch.where(top > 0, top, torch.ones_like(top))
+
+    return hook
+
+
 def _ascent_step(model: nn.Module, x32: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, spec: AttackSpec,
                  loss_fn: AttackLoss, precision: str, dtype: torch.dtype, check: bool) -> tuple[torch.Tensor, ...]:
     """One input-gradient step from ``delta`` (fp32, like x32 (B, ...)): (logits (B, K) at x + delta, detached;
@@ -168,7 +182,10 @@ def _ascent_step(model: nn.Module, x32: torch.Tensor, y: torch.Tensor, delta: to
         logits = model((x32 + delta).to(dtype))
     if check:
         check_logits(logits, y)
-    objective = loss_fn(logits.float(), y).sum()
+    logits32 = logits.float()
+    if precision == "fp16":
+        logits32.register_hook(_rescale_hook(model.training))
+    objective = loss_fn(logits32, y).sum()
     (grad,) = torch.autograd.grad(-objective if spec.targeted else objective, delta)
     with torch.no_grad():
         new = spec.threat.step(delta, grad, spec.step_size)
