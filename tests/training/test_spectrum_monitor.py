@@ -150,3 +150,60 @@ def test_logged_next_to_the_co_monitor_in_a_run(tmp_path):
         assert r["spectral_stat"] > 0
     assert rows[0]["spectral_score"] is None and rows[1]["spectral_score"] is not None
     assert set(flag_lead(rows)) == {"spectral_flag_epoch", "co_epoch", "lead_epochs"}
+
+
+def _resumed(trainer, tiny_model):
+    """The trainer a resume from a checkpoint of ``trainer`` gives: method_state through torch.save/load
+    (weights_only, as the trainer saves it), the model's weights copied into a fresh module."""
+    import copy
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"method_state": trainer.method_state, "model": trainer.model.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=True)
+    model = copy.deepcopy(tiny_model)
+    model.load_state_dict(ckpt["model"])
+    resumed = SimpleNamespace(**vars(trainer))
+    resumed.model, resumed.method_state = model, ckpt["method_state"]
+    return resumed
+
+
+def _step_epochs(monitor, trainer, epochs, steps):
+    rows = []
+    for _ in range(epochs):
+        monitor.on_epoch_start(trainer)
+        for _ in range(steps):
+            monitor.on_step_end(trainer, {})
+        trainer.epoch += 1
+        m = {"epoch": trainer.epoch}
+        monitor.on_epoch_metrics(trainer, m)
+        rows.append(m)
+    return rows
+
+
+def test_every_steps_mode_resumes_at_the_same_steps(tiny_model, tiny_batch, fake_stat):
+    fake_stat[:] = SERIES
+    straight = _step_epochs(SpectrumMonitor(stat="fake", probe=8, every_steps=2), _trainer(tiny_model, tiny_batch),
+                            4, 3)  # measurements at run steps 2, 4, ..., 12: the jump at step 10 (epoch 4)
+    fake_stat[:] = SERIES
+    trainer = _trainer(tiny_model, tiny_batch)
+    rows = _step_epochs(SpectrumMonitor(stat="fake", probe=8, every_steps=2), trainer, 1, 3)
+    rows += _step_epochs(SpectrumMonitor(stat="fake", probe=8, every_steps=2), _resumed(trainer, tiny_model), 3, 3)
+    assert rows == straight
+    assert straight[3]["spectral_flag_step"] == 10 and straight[3]["spectral_flag_epoch"] == 4
+
+
+def test_rollback_after_a_resume_restores_the_weights_an_uninterrupted_run_kept(tiny_model, tiny_batch, fake_stat):
+    import copy
+
+    straight_trainer = _trainer(copy.deepcopy(tiny_model), tiny_batch)
+    straight = _feed(SpectrumMonitor(stat="fake", probe=8, on_flag="rollback"), straight_trainer, fake_stat)
+    assert [r["spectral_flag"] for r in straight] == [False] * 4 + [True, True]  # both roll back to epoch 4
+    trainer = _trainer(copy.deepcopy(tiny_model), tiny_batch)
+    rows = _feed(SpectrumMonitor(stat="fake", probe=8, on_flag="rollback"), trainer, fake_stat, SERIES[:5])
+    resumed = _resumed(trainer, tiny_model)  # killed after the flagged epoch 5: the kept weights are epoch 4's
+    rows += _feed(SpectrumMonitor(stat="fake", probe=8, on_flag="rollback"), resumed, fake_stat, SERIES[5:])
+    assert rows == straight
+    for (n, p), q in zip(straight_trainer.model.named_parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q), n

@@ -22,7 +22,9 @@ sits in the same rows (:func:`flag_lead` compares the two). ``on_flag`` actions 
 ``rollback`` (weights of the last unflagged measurement, the CO monitor's :class:`WeightKeeper`), ``pgd2`` (every
 later craft() uses the PGD-2 preset: ``ctx.state["attack_override"]``; methods that do not craft, e.g. free_at,
 are unaffected), ``stop`` (end training after this epoch). As with the CO monitor, a rollback restores weights and
-buffers, not the optimizer state. Off unless configured.
+buffers, not the optimizer state. Off unless configured. The step counter, the history and the rollback weights
+live in ``trainer.method_state`` (saved in checkpoints), so a resumed run measures at the same steps and rolls back
+to the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from pgdat.training.co_monitor import WeightKeeper
 if TYPE_CHECKING:  # pragma: no cover
     from pgdat.training.trainer import Trainer
 
-STATE = "spectrum_monitor"  # trainer.method_state key: {"history": [floats], "flag_epoch", "flag_step"} (saved)
+STATE = "spectrum_monitor"  # trainer.method_state key: {"history": [floats], "flag_epoch", "flag_step", "steps"}
+KEPT = "spectrum_monitor_kept"  # trainer.method_state key of the rollback weights: {"state": state_dict, "when"}
 DIRECTIONS = ("up", "down", "both")
 
 
@@ -144,7 +147,6 @@ class SpectrumMonitor(Callback):
         self.z, self.window, self.min_history, self.floor, self.direction = z, window, min_history, floor, direction
         self.actions, self.iters, self.adv_steps, self.bn_mode = actions, iters, adv_steps, bn_mode
         self.keeper = WeightKeeper()
-        self._steps = 0  # optimizer steps seen (every_steps mode)
         self._epoch_log: dict[str, Any] = {}
         self._probe: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -161,9 +163,13 @@ class SpectrumMonitor(Callback):
             return False
         return {"up": score > self.z, "down": score < -self.z, "both": abs(score) > self.z}[self.direction]
 
+    @staticmethod
+    def _state(trainer: Trainer) -> dict[str, Any]:
+        return trainer.method_state.setdefault(STATE, {"history": [], "flag_epoch": None, "flag_step": None})
+
     def measure(self, trainer: Trainer) -> dict[str, Any]:
         """One measurement: statistic, score, flag, and the actions taken on a flag; updates the saved state."""
-        state = trainer.method_state.setdefault(STATE, {"history": [], "flag_epoch": None, "flag_step": None})
+        state = self._state(trainer)
         x, y = self.probe_batch(trainer)
         value = float(SPECTRAL_STATS.get(self.stat)(self, trainer.model, x, y, trainer))
         score = mad_jump(state["history"], value, window=self.window, min_history=self.min_history, floor=self.floor)
@@ -173,25 +179,29 @@ class SpectrumMonitor(Callback):
         if fired:
             out["spectral_actions"] = {name: FLAG_ACTIONS.get(name)(self, trainer) for name in self.actions}
         elif "rollback" in self.actions:
-            self.keeper.keep(trainer.model, {"epoch": trainer.epoch, "step": self._steps})
+            self.keeper.keep(trainer.model, {"epoch": trainer.epoch, "step": state.get("steps", 0)})
+            trainer.method_state[KEPT] = {"state": self.keeper.state, "when": self.keeper.when}
         return out
 
     def on_epoch_start(self, trainer: Trainer) -> None:
         self._epoch_log = {}
+        kept = trainer.method_state.get(KEPT)
+        if self.keeper.state is None and kept is not None:  # resumed: the weights an uninterrupted run had kept
+            self.keeper.state, self.keeper.when = kept["state"], kept["when"]
 
     def on_step_end(self, trainer: Trainer, out: dict[str, Any]) -> None:
         if not self.every_steps:
             return
-        self._steps += 1
-        if self._steps % self.every_steps:
+        state = self._state(trainer)
+        state["steps"] = steps = state.get("steps", 0) + 1  # optimizer steps of the run (saved: resumes count on)
+        if steps % self.every_steps:
             return
         rec = self.measure(trainer)
-        state = trainer.method_state[STATE]
         if rec["spectral_flag"]:
             self._epoch_log["spectral_flag"] = True
             self._epoch_log.setdefault("spectral_actions", rec["spectral_actions"])
             if state["flag_step"] is None:
-                state["flag_step"], state["flag_epoch"] = self._steps, trainer.epoch + 1
+                state["flag_step"], state["flag_epoch"] = steps, trainer.epoch + 1
         self._epoch_log |= {"spectral_stat": rec["spectral_stat"], "spectral_score": rec["spectral_score"]}
 
     def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
