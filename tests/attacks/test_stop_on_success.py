@@ -63,3 +63,32 @@ def test_later_steps_only_see_examples_not_yet_fooled(tiny_batch):
     assert sizes[0] == len(y) and len(sizes) <= 8
     assert all(a >= b for a, b in zip(sizes, sizes[1:], strict=False))
     assert still_correct <= sizes[-1] < len(y)  # fooled examples left the batch; the robust ones stayed
+
+
+def _bf16_near_tie_model() -> nn.Module:
+    """Linear (B, 1, 2, 2) -> (B, 2): at x = 0.5 class 1 wins by 1e-3, below bf16's resolution at 0.5 (2^-8), so
+    under bf16 autocast both logits round to 0.5, argmax says class 0, and the example looks fooled; fp32 keeps it
+    correct. Raising x[0] and lowering x[1] does fool it (margin 0.1 * (x0 - x1) - 1e-3)."""
+    lin = nn.Linear(4, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.3, 0.2, 0.25, 0.25], [0.2, 0.3, 0.25, 0.25]]))
+        lin.bias.copy_(torch.tensor([0.0, 1e-3]))
+    return nn.Sequential(nn.Flatten(), lin).eval()
+
+
+def test_bf16_near_tie_does_not_freeze_an_example_fp32_still_classifies_correctly():
+    model = _bf16_near_tie_model()
+    x, y = torch.full((4, 1, 2, 2), 0.5), torch.ones(4, dtype=torch.long)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(x).argmax(1).eq(0).all(), "the check needs bf16 to call the clean point fooled"
+    assert model(x).argmax(1).eq(y).all()
+    kw = dict(eps=0.1, step_size=0.025, steps=10, random_start=False, precision="bf16")
+    full = pgd(model, x, y, **kw)
+    stopped = pgd(model, x, y, stop_on_success=True, **kw)
+    with torch.no_grad():
+        assert model(full).argmax(1).ne(y).all()
+        assert model(stopped).argmax(1).ne(y).all(), "stop_on_success froze an example fp32 classifies correctly"
+
+    from pgdat.eval import evaluate  # the cascade counts robustness in fp32
+    res = evaluate(model, x, y, attacks="clean,pgd-10", eps=0.1, precision="bf16", checks=False)
+    assert res.accuracy == {"clean": 1.0, "pgd-10": 0.0}

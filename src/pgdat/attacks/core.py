@@ -233,18 +233,34 @@ def ascend(
     return delta.detach()
 
 
+def _confirm_fooled_fp32(model: nn.Module, x32: torch.Tensor, y: torch.Tensor, delta: torch.Tensor,
+                         alive: torch.Tensor, spec: AttackSpec, dtype: torch.dtype) -> torch.Tensor:
+    """``alive`` (B,) with every example that the autocast logits call fooled re-checked by an fp32 forward pass at
+    ``delta``: a bf16/fp16 near-tie must not freeze an example that fp32 (which evaluation counts with) still
+    classifies correctly. One host sync; the forward pass covers only those examples."""
+    idx = (~alive).nonzero().squeeze(1)  # host sync (autocast evaluation only)
+    if idx.numel() == 0:
+        return alive
+    with torch.no_grad():
+        logits = model(spec.threat.clamp_box(x32[idx] + delta[idx]).to(dtype)).float()
+    return alive.index_put((idx,), _not_fooled(logits, y[idx], spec))
+
+
 def _ascend_dropping_fooled(model: nn.Module, x32: torch.Tensor, y: torch.Tensor, delta: torch.Tensor,
                             spec: AttackSpec, loss_fn: AttackLoss, precision: str, dtype: torch.dtype,
                             check_labels: bool) -> torch.Tensor:
     """stop_on_success for an eval-mode model (examples independent): once fooled, an example's perturbation is
     frozen and it leaves the batch, so later steps only pay for the examples still standing. Same result as
-    masking; one host sync per step (evaluation only). ``loss_fn`` must be per-example in (logits, y)."""
+    masking; one host sync per step (evaluation only; two under autocast, where "fooled" is confirmed in fp32).
+    ``loss_fn`` must be per-example in (logits, y)."""
     out = delta.clone()  # (B, ...) final perturbations
     keep = torch.arange(y.shape[0], device=x32.device)  # (b,) indices of the examples still in the batch
     shape = (-1, *([1] * (x32.dim() - 1)))
     for k in range(spec.steps):
         logits, new = _ascent_step(model, x32, y, delta, spec, loss_fn, precision, dtype, check_labels and k == 0)
         alive = _not_fooled(logits, y, spec)
+        if precision != "fp32":
+            alive = _confirm_fooled_fp32(model, x32, y, delta, alive, spec, dtype)
         out[keep] = torch.where(alive.view(shape), new, delta)
         rows = alive.nonzero().squeeze(1)  # host sync: which examples stay
         if rows.numel() == 0:
