@@ -244,12 +244,14 @@ class NTKSnapshot(Callback):
         return rec
 
     def on_fit_start(self, trainer: Any) -> None:
-        if self.prev is None and trainer.epoch % self.every == 0:
-            path = trainer.out / "ntk" / f"epoch_{trainer.epoch}.pt"
-            self.prev = load_snapshot(path)["kernel"] if path.is_file() and self.save_kernel else None
-            self.prev_epoch = trainer.epoch if self.prev is not None else None
-            if self.prev is None:
-                self.snapshot(trainer, trainer.epoch)
+        if self.prev is not None:
+            return
+        last = trainer.epoch - trainer.epoch % self.every  # the latest snapshot epoch (a resumed run's may be earlier)
+        path = trainer.out / "ntk" / f"epoch_{last}.pt"
+        self.prev = load_snapshot(path)["kernel"].to(trainer.device) if path.is_file() and self.save_kernel else None
+        self.prev_epoch = last if self.prev is not None else None
+        if self.prev is None and last == trainer.epoch:
+            self.snapshot(trainer, trainer.epoch)
 
     def on_epoch_metrics(self, trainer: Any, metrics: dict[str, Any]) -> None:
         if trainer.epoch % self.every:
