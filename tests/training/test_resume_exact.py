@@ -50,3 +50,15 @@ def test_ntk_velocity_after_a_resume_between_snapshots(tmp_path, tiny_overrides)
     a, b = straight_and_resumed(tmp_path, overrides, kill_after=1)
     assert a["history"][1]["ntk_velocity"] is not None
     assert _rows(a) == _rows(b)
+
+
+def test_trainer_refuses_to_resume_under_another_config(tmp_path, tiny_overrides):
+    from pgdat.errors import PgdatError
+
+    base = tiny_overrides + SMALL + ["train.epochs=1", "method.name=standard"]
+    Trainer(load_config("default", base), tmp_path, callbacks=[]).fit()
+    with pytest.raises(PgdatError, match=r"different config: attack.eps, optim.lr changed"):
+        Trainer(load_config("default", base + ["attack.eps=0.2", "optim.lr=0.5"]), tmp_path, resume=True,
+                callbacks=[])
+    more = Trainer(load_config("default", base + ["train.epochs=2"]), tmp_path, resume=True, callbacks=[])
+    assert more.epoch == 1  # train.epochs may change

@@ -12,9 +12,6 @@ from pgdat.cli.main import register_command
 from pgdat.config import apply_overrides, config_from_dict, config_to_dict, load_config
 from pgdat.errors import PgdatError
 
-# keys that may differ between a run and its resumption (they do not change what is computed)
-RESUMABLE_CHANGES = {"train.epochs", "train.progress", "train.checkpoint_every", "data.root", "data.download"}
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML recipe file or packaged recipe name "
@@ -25,16 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out |= _flatten(v, key + ".") if isinstance(v, dict) and k not in ("kwargs", "params") else {key: v}
-    return out
-
-
 def _resume_config(run_dir: Path, args: argparse.Namespace):
     """The run's saved config, plus any overrides; changes that would alter the computation are refused."""
+    from pgdat.training.trainer import RESUMABLE_CHANGES, config_changes
+
     saved_path = run_dir / "config.yaml"
     if not (run_dir / "last.pt").is_file() or not saved_path.is_file():
         raise PgdatError(f"cannot resume {run_dir}: it has no last.pt/config.yaml (was a first epoch finished?)")
@@ -44,8 +35,7 @@ def _resume_config(run_dir: Path, args: argparse.Namespace):
         return saved
     new = load_config(args.config, args.overrides) if args.config else config_from_dict(
         apply_overrides(saved_dict, args.overrides))
-    a, b = _flatten(config_to_dict(saved)), _flatten(config_to_dict(new))
-    bad = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    bad = config_changes(config_to_dict(saved), config_to_dict(new))
     if bad:
         raise PgdatError(f"cannot resume {run_dir} with a different config: {', '.join(bad)} changed "
                          f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change); start a new run with --out")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pgdat.checkpoint import build_model, load_checkpoint, model_config, remove_stale_temps, save_checkpoint
-from pgdat.config import Config, config_to_dict
+from pgdat.config import Config, config_from_dict, config_to_dict
 from pgdat.config.validate import config_warnings, validate_config
 from pgdat.data.bundle import DataBundle
 from pgdat.errors import PgdatError
@@ -35,6 +35,24 @@ from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflig
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
+
+# keys that may differ between a run and its resumption (they do not change what is computed)
+RESUMABLE_CHANGES = {"train.epochs", "train.progress", "train.checkpoint_every", "data.root", "data.download"}
+
+
+def flatten_config(d: dict, prefix: str = "") -> dict:
+    """Nested config dict -> {"section.key": value} (option mappings ``kwargs``/``params`` kept whole)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out |= flatten_config(v, key + ".") if isinstance(v, dict) and k not in ("kwargs", "params") else {key: v}
+    return out
+
+
+def config_changes(saved: dict, new: dict) -> list[str]:
+    """Dotted keys whose value differs between two config dicts, except :data:`RESUMABLE_CHANGES`."""
+    a, b = flatten_config(saved), flatten_config(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
 
 
 def replayed(batches: Iterable[Any], replays: int, epoch: int, n_batches: int) -> Iterator[tuple[int, float, Any]]:
@@ -302,6 +320,11 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
+        if "config" in ckpt:  # resuming under another config would mix two experiments in one run
+            bad = config_changes(config_to_dict(config_from_dict(ckpt["config"])), config_to_dict(self.cfg))
+            if bad:
+                raise PgdatError(f"cannot resume {path} with a different config: {', '.join(bad)} changed (only "
+                                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change); start a new run elsewhere")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
