@@ -62,3 +62,11 @@ def test_trainer_refuses_to_resume_under_another_config(tmp_path, tiny_overrides
                 callbacks=[])
     more = Trainer(load_config("default", base + ["train.epochs=2"]), tmp_path, resume=True, callbacks=[])
     assert more.epoch == 1  # train.epochs may change
+
+
+def test_callbacks_list_of_the_caller_is_not_extended_with_the_methods_defaults(tmp_path, tiny_overrides):
+    # fgsm_at adds its CO monitor; reusing the same list for the resume must not run two of them
+    cfg = load_config("default", tiny_overrides + SMALL + ["train.epochs=1", "method.name=fgsm_at"])
+    mine: list[Callback] = []
+    first = Trainer(cfg, tmp_path, callbacks=mine)
+    assert mine == [] and [type(cb).__name__ for cb in first.callbacks] == ["COMonitor"]

@@ -118,7 +118,8 @@ class Trainer:
                        "attack_bn_mode": cfg.attack.bn_mode, "bn_var": cfg.model.bn_var,
                        "input_norm": cfg.model.input_norm, "input_mean": mean, "input_std": std}
         self.header |= {"attack_box": self.attack_cfg.box, "replays": self.method.replays}
-        self.callbacks = callbacks if callbacks is not None else [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
+        defaults = [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
+        self.callbacks = list(callbacks) if callbacks is not None else defaults  # the caller's list is not extended
         self.callbacks += build_callbacks(self._callback_specs())
         # temp files of checkpoint writes a kill interrupted (only pgdat's own; nothing else is touched)
         self.removed_temps = remove_stale_temps(self.out) if self.dist.is_main and self.out.is_dir() else []
