@@ -13,6 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 CURVES = [("train", "-"), ("val", "--"), ("test", ":")]
 
 
+def percent(values: list[float | None]) -> list[float]:
+    """Accuracies in [0,1] as percentages; None (e.g. a class absent from the evaluated subset) -> nan (no bar)."""
+    return [float("nan") if v is None else 100 * v for v in values]
+
+
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:
     """Write ``fig`` to ``path`` via a temp file and a rename (a reader never sees a half-written PNG); close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +89,7 @@ def plot_per_class(metrics: dict[str, Any], path: Path, *, title: str = "") -> P
     fig, ax = plt.subplots(figsize=(7, 3))
     n = len(metrics[keys[0]])
     for j, k in enumerate(keys):
-        ax.bar([c + j * 0.4 for c in range(n)], [100 * v for v in metrics[k]], 0.4, label=k.split("_")[-2])
+        ax.bar([c + j * 0.4 for c in range(n)], percent(metrics[k]), 0.4, label=k.split("_")[-2])
     if n <= 20:
         ax.set_xticks([c + 0.2 * (len(keys) - 1) for c in range(n)], [str(c) for c in range(n)])
     ax.set_xlabel("class")

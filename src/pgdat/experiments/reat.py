@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgdat.analysis.plots import plt
+from pgdat.analysis.plots import percent, plt
 from pgdat.experiments import EXPERIMENTS, write_summary
 from pgdat.experiments.common import train_run
 
@@ -55,7 +55,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 3.8))
     width = 0.8 / len(rows)
     for j, r in enumerate(rows):
-        ax.bar([c + j * width for c in range(len(r["per_class_robust"]))], [100 * v for v in r["per_class_robust"]],
+        ax.bar([c + j * width for c in range(len(r["per_class_robust"]))], percent(r["per_class_robust"]),
                width, label=r["method"])
     ax.set_xlabel("class (0 = head, training count decreasing)")
     ax.set_ylabel("robust test accuracy (%)")

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pgdat.analysis.plots import plt
+from pgdat.analysis.plots import percent, plt
 from pgdat.checkpoint import atomic_write_bytes
 from pgdat.report.runs import Run, format_table, load_run, summary_row
 
@@ -96,7 +96,7 @@ def per_class_figure(run: Run) -> str | None:
     fig, ax = plt.subplots(figsize=(8, 3))
     width = 0.8 / len(keys)
     for j, k in enumerate(keys):
-        ax.bar([i + j * width for i in range(len(last[k]))], [100 * v for v in last[k]], width, label=k)
+        ax.bar([i + j * width for i in range(len(last[k]))], percent(last[k]), width, label=k)
     ax.set_xlabel("class")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=7)

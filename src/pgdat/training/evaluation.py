@@ -45,15 +45,19 @@ def class_groups(counts: torch.Tensor) -> dict[str, list[int]]:
 
 
 def per_class_metrics(split: str, per_class: torch.Tensor, groups: dict[str, list[int]]) -> dict[str, Any]:
-    """Per-class clean/robust accuracy lists and head/medium/tail group accuracies from (3, C) counts."""
-    acc = per_class[:2] / per_class[2].clamp_min(1)
-    out: dict[str, Any] = {f"per_class_{split}_clean_acc": acc[0].tolist(),
-                           f"per_class_{split}_robust_acc": acc[1].tolist()}
-    for name, classes in groups.items():
-        if classes:
-            n = per_class[2, classes].sum().clamp_min(1)
-            out[f"{split}_{name}_clean_acc"] = (per_class[0, classes].sum() / n).item()
-            out[f"{split}_{name}_robust_acc"] = (per_class[1, classes].sum() / n).item()
+    """Per-class clean/robust accuracy lists and head/medium/tail group accuracies from (3, C) counts.
+
+    A class (or group) with no evaluated example gets None (JSON null), not 0.0: with a small ``eval.n_test`` on
+    many classes some classes can be absent, and a 0% would read as a class the model always gets wrong.
+    """
+    hits_clean, hits_robust, counts = per_class.cpu().tolist()  # one transfer; the rest is host arithmetic
+    out: dict[str, Any] = {}
+    for kind, hits in (("clean", hits_clean), ("robust", hits_robust)):
+        out[f"per_class_{split}_{kind}_acc"] = [h / n if n else None for h, n in zip(hits, counts, strict=True)]
+        for name, classes in groups.items():
+            if classes:
+                n = sum(counts[c] for c in classes)
+                out[f"{split}_{name}_{kind}_acc"] = sum(hits[c] for c in classes) / n if n else None
     return out
 
 
