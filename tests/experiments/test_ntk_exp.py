@@ -26,3 +26,34 @@ def test_repro_ntk_tiny_preset_and_cli(tmp_path, monkeypatch):
     assert main(["analyze", "ntk", str(tmp_path / "runs" / "pgd_at"), "--out", str(tmp_path / "cli")]) == 0
     saved = json.loads((tmp_path / "cli" / "ntk.json").read_text())
     assert [r["epoch"] for r in saved["runs"]["pgd_at"]] == [0, 1, 2]
+
+
+def _snapshot_run(out, extra):
+    import torch
+
+    from pgdat.analysis.ntk import NTKSnapshot, load_snapshots
+
+    base = ["data.n_train=128", "data.val_size=0", "data.batch_size=64", "method.name=standard",
+            "optim.schedule=constant", "eval.attack=clean", "eval.n_test=32", "eval.final_attacks=clean",
+            "eval.n_final=32", "train.progress=false", "train.deterministic=true"]
+    exp.train_with_snapshots("default", base + extra, out, NTKSnapshot(probe=4, kind="logit_sum"))
+    snaps = load_snapshots(out)
+    return [s["epoch"] for s in snaps], [s["kernel"].to(torch.float64) for s in snaps]
+
+
+def test_snapshot_run_under_a_changed_preset_is_retrained_from_scratch(tmp_path):
+    # a run folder holding a finished run of another config (an older preset: 2 epochs, seed 0) is not resumed
+    # (the Trainer refuses) nor mixed with it: the new config trains from scratch, and the old run's NTK snapshots
+    # (epoch_0 of another init, epoch_2 beyond the new run) are not read as the new run's
+    import torch
+
+    run = tmp_path / "runs" / "standard"
+    _snapshot_run(run, ["train.epochs=2", "train.seed=0"])
+    epochs, kernels = _snapshot_run(run, ["train.epochs=1", "train.seed=1"])
+    ref_epochs, ref_kernels = _snapshot_run(tmp_path / "fresh", ["train.epochs=1", "train.seed=1"])
+    assert epochs == ref_epochs == [0, 1]
+    assert all(torch.allclose(a, b) for a, b in zip(kernels, ref_kernels, strict=True))
+    # a finished run of the same config is reused, not retrained
+    before = (run / "last.pt").stat().st_mtime_ns
+    _snapshot_run(run, ["train.epochs=1", "train.seed=1"])
+    assert (run / "last.pt").stat().st_mtime_ns == before

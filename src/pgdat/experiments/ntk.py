@@ -4,6 +4,7 @@ epochs (the kernel-learning-then-lazy picture of Li et al. / Tsilivis & Kempe)."
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from pgdat.analysis.cli_ntk import analyze_runs
 from pgdat.analysis.ntk import NTKSnapshot
 from pgdat.config import load_config
 from pgdat.experiments import EXPERIMENTS, write_summary
+from pgdat.experiments.common import trained_with
 
 PRESETS: dict[str, dict[str, Any]] = {
     # mnist5k, small_cnn (P = 0.65 M), 1,000 training images, 6 epochs of Adam; 32 probes x 10 logits;
@@ -28,14 +30,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def train_with_snapshots(recipe: str, overrides: list[str], out: Path, snap: NTKSnapshot) -> None:
-    """Train ``recipe`` + ``overrides`` into ``out`` with the default callbacks plus ``snap`` (a finished run is
-    reused, a killed one resumed)."""
+    """Train ``recipe`` + ``overrides`` into ``out`` with the default callbacks plus ``snap``: a finished run with the
+    same config is reused, a killed one resumed, a run with another config (a changed preset) retrained from scratch,
+    its NTK snapshots and final evaluation removed first (as :func:`pgdat.experiments.common.train_run`)."""
     from pgdat.training import Trainer, write_config
     from pgdat.training.callbacks import ConsoleLogger, CurvePlotter, MetricsLogger
 
     cfg = load_config(recipe, overrides)
-    trainer = Trainer(cfg, out, resume=(out / "last.pt").exists(),
-                      callbacks=[MetricsLogger(), CurvePlotter(), ConsoleLogger(), snap])
+    resume = (out / "last.pt").exists() and trained_with(out / "last.pt", cfg)
+    if not resume:  # the old run's snapshots would be read as this run's (epoch_0 as its init, later epochs)
+        shutil.rmtree(out / "ntk", ignore_errors=True)
+        (out / "final.json").unlink(missing_ok=True)
+    trainer = Trainer(cfg, out, resume=resume, callbacks=[MetricsLogger(), CurvePlotter(), ConsoleLogger(), snap])
     write_config(cfg, out / "config.yaml")
     if trainer.epoch < cfg.train.epochs:
         trainer.fit()
