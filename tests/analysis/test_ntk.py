@@ -107,3 +107,27 @@ def test_alignment_and_polar_dynamics():
     ks = [torch.eye(6, dtype=torch.float64), a @ a.T]
     polar = ntk.polar_dynamics(ks)
     assert polar[0] == {"radius": 0.0, "angle": 0.0} and polar[1]["radius"] == pytest.approx(1.0)
+
+
+def test_fresh_run_ignores_a_stale_epoch0_snapshot_in_its_folder(tmp_path, tiny_overrides):
+    # a fresh run (epoch 0) into a folder holding another run's ntk/epoch_0.pt must measure its own init kernel:
+    # the stale kernel would become the reference of epoch 1's ntk_velocity (read by attack_switch)
+    from pgdat.checkpoint import save_checkpoint
+    from pgdat.config import load_config
+    from pgdat.training import Trainer
+
+    cfg = load_config("default", tiny_overrides + ["train.epochs=1", "method.name=standard", "data.n_train=128",
+                                                   "eval.final_attacks=clean", "eval.n_final=20"])
+
+    def velocity(out):
+        trainer = Trainer(cfg, out, callbacks=[ntk.NTKSnapshot(probe=6, kind="logit_sum")])
+        trainer.fit()
+        return trainer.history[-1]["ntk_velocity"], ntk.load_snapshot(out / "ntk" / "epoch_0.pt")["kernel"]
+
+    v_ref, k0_ref = velocity(tmp_path / "clean")
+    stale = tmp_path / "stale" / "ntk"
+    stale.mkdir(parents=True)
+    save_checkpoint({"epoch": 0, "kernel": 3.0 * torch.eye(6), "spectrum": {}}, stale / "epoch_0.pt")
+    v, k0 = velocity(tmp_path / "stale")
+    assert v == pytest.approx(v_ref, rel=1e-5)
+    torch.testing.assert_close(k0, k0_ref)

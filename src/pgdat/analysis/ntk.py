@@ -248,7 +248,9 @@ class NTKSnapshot(Callback):
             return
         last = trainer.epoch - trainer.epoch % self.every  # the latest snapshot epoch (a resumed run's may be earlier)
         path = trainer.out / "ntk" / f"epoch_{last}.pt"
-        self.prev = load_snapshot(path)["kernel"].to(trainer.device) if path.is_file() and self.save_kernel else None
+        # only a resumed run (epoch > 0) reloads: a fresh run's folder may hold another run's epoch_0.pt
+        reload = trainer.epoch > 0 and path.is_file() and self.save_kernel
+        self.prev = load_snapshot(path)["kernel"].to(trainer.device) if reload else None
         self.prev_epoch = last if self.prev is not None else None
         if self.prev is None and last == trainer.epoch:
             self.snapshot(trainer, trainer.epoch)
