@@ -28,6 +28,16 @@ def test_trace_is_block_trace_of_full_in_both_memory_modes(tiny_model, tiny_batc
         torch.testing.assert_close(torch.einsum("icjc->ij", full), trace, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trace_per_class_loop_on_cuda(tiny_model, tiny_batch):
+    # the per-class loop is the path of any real network (PRN-18: N*C*P*4 bytes >> max_bytes); its accumulator
+    # was a CPU tensor, so it failed on a GPU
+    model, x = tiny_model.cuda(), tiny_batch[0][:5].cuda()
+    loop = ntk.empirical_ntk(model, x, kind="trace", max_bytes=0)
+    assert loop.device == x.device
+    torch.testing.assert_close(loop, ntk.empirical_ntk(model, x, kind="trace"), rtol=1e-4, atol=1e-4)
+
+
 def test_kernel_metrics():
     a = torch.randn(20, 8, dtype=torch.float64)
     k = a @ a.T

@@ -72,7 +72,7 @@ def empirical_ntk(model: nn.Module, x: torch.Tensor, *, kind: str = "trace", bn_
         if len(x) * num_classes * n_params * 4 <= max_bytes:  # one jacrev pass: fastest when the Jacobian fits
             j = _flat_grads(model, x, lambda z: z, chunk, jac=True).flatten(1)  # (N, C * P)
             return j @ j.T
-        k = torch.zeros(len(x), len(x))
+        k = torch.zeros(len(x), len(x), device=x.device)
         for c in range(num_classes):
             g = _flat_grads(model, x, lambda z, c=c: z[c], chunk, jac=False)
             k += g @ g.T
