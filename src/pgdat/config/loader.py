@@ -154,7 +154,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise PgdatError(f"override '{item}' must look like section.key=value, e.g. train.epochs=5")
         key, raw = item.split("=", 1)
-        value = _yaml(raw) if raw.strip() else ""
+        try:
+            value = _yaml(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            reason = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise PgdatError(f"override '{item}': the value is not valid YAML ({reason}); quote lists and mappings "
+                             "for the shell, e.g. --set 'data.transforms=[{name: label_noise, rate: 0.2}]'") from None
         _set_dotted(data, key.strip(), value)
     return data
 
