@@ -42,28 +42,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _model_and_data(args: argparse.Namespace):
     from pgdat.checkpoint import build_model, model_config
-    from pgdat.data import load_dataset
+    from pgdat.data import dataset_info, load_dataset
     from pgdat.data.bundle import as_unit_float
 
-    bundle = load_dataset(args.data, root=args.data_root, download=not args.no_download)
-    info = bundle.info
+    info = dataset_info(args.data)
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
         model = model_from_checkpoint(ckpt, args.device, source=args.checkpoint)
         cfg = ckpt["model_config"]
+        _check_fits_data(ckpt, info, args.data)  # before loading (maybe downloading) a dataset it cannot take
     else:
         torch.manual_seed(args.seed)
         cfg = model_config(args.model or "small_cnn", info.num_classes, info.shape[0], info.mean, info.std)
         model = build_model(cfg).to(args.device).eval()
-    if cfg["num_classes"] != info.num_classes:
-        raise PgdatError(f"the model has {cfg['num_classes']} classes but {args.data} has {info.num_classes}: "
-                         "evaluate it on the dataset it was trained for")
+    bundle = load_dataset(args.data, root=args.data_root, download=not args.no_download)
     x, y = bundle.test.x, bundle.test.y
-    if args.n < 0:
-        raise PgdatError(f"--n must be >= 0 (got {args.n})")
     if args.n:
         x, y = x[:args.n], y[:args.n]
     return model, as_unit_float(x.to(args.device)), y.to(args.device), cfg
+
+
+def _check_fits_data(ckpt: dict, info, data: str) -> None:
+    """The checkpoint's model takes the images and predicts the classes of dataset ``data`` (its DatasetInfo)."""
+    cfg = ckpt["model_config"]
+    if cfg["num_classes"] == info.num_classes and cfg["in_channels"] == info.shape[0]:
+        return
+    data_cfg = ckpt.get("config", {}).get("data") if isinstance(ckpt.get("config"), dict) else None
+    trained = data_cfg.get("name") if isinstance(data_cfg, dict) else None
+    raise PgdatError(f"the checkpoint's model takes {cfg['in_channels']}-channel images and predicts "
+                     f"{cfg['num_classes']} classes, but {data} has {info.shape[0]}-channel images and "
+                     f"{info.num_classes} classes: evaluate it on the dataset it was trained for"
+                     + (f" (--data {trained})" if trained else ""))
 
 
 def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
@@ -74,6 +83,8 @@ def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
         raise PgdatError(f"--device '{args.device}' is not a device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise PgdatError("--device cuda but no CUDA GPU is visible; use --device cpu")
+    if args.n < 0:
+        raise PgdatError(f"--n must be >= 0 (got {args.n})")
     eps = parse_eps(args.eps, "--eps")
     step_size = parse_eps(args.step_size, "--step-size") if args.step_size is not None else None
     attacking = any(a.strip().lower() != "clean" for a in args.attacks.split(",") if a.strip())
