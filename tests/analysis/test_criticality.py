@@ -92,3 +92,22 @@ def test_checkpoint_criticality_cli_and_heatmap(tmp_path, tiny_overrides):
     assert s["adv"]["meta"]["attack"]["eps"] == pytest.approx(0.1)
     assert len(payload["indices"]) == 64
     assert (out / "heatmap_clean.png").stat().st_size > 0 and (out / "heatmap_adv.png").is_file()
+
+
+def test_rerandomize_draws_are_not_the_runs_own_theta0(tmp_path, tiny_overrides):
+    # re-randomization is a fresh draw, not a reset to theta_0 (notes section 2): with the default seeds (train.seed
+    # 0, criticality seed 0) trial 0 drew exactly the run's init.pt, i.e. measured re-initialization
+    from pgdat.checkpoint import load_checkpoint
+    from pgdat.config import load_config
+    from pgdat.training import Trainer
+
+    for train_seed in (0, 1, 2):
+        out = tmp_path / f"seed{train_seed}"
+        trainer = Trainer(load_config("default", tiny_overrides + [f"train.seed={train_seed}"]), out, callbacks=[])
+        theta0 = load_checkpoint(out / "init.pt")["model"]
+        draw = crit.constructor_init_fn(trainer.model_cfg, trainer.model)
+        for t in range(3):  # the trials of seed=0
+            fresh = draw(t)
+            assert fresh.keys() == theta0.keys()
+            assert not torch.equal(fresh["net.conv1.weight"], theta0["net.conv1.weight"]), (train_seed, t)
+        assert torch.equal(draw(1)["net.conv1.weight"], draw(1)["net.conv1.weight"])  # still seeded

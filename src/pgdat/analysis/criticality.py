@@ -98,12 +98,21 @@ def _reset_unit(model: nn.Module, unit: LayerUnit, source: dict[str, torch.Tenso
             t.copy_(source[full].to(t.device, t.dtype))
 
 
+def draw_seed(seed: int) -> int:
+    """The global-RNG seed of the ``rerandomize`` draw of trial seed ``seed``: hashed, never the small integer itself,
+    because the Trainer builds theta_0 under ``torch.manual_seed(train.seed)``; drawing under the same seed (0 for
+    both by default) re-creates theta_0 exactly, i.e. measures re-initialization, not re-randomization."""
+    from pgdat.training.setup import stream_seed
+
+    return stream_seed(seed, 0, 0, "criticality_rerandomize")
+
+
 def default_init_fn(model: nn.Module) -> Callable[[int], dict[str, torch.Tensor]]:
     """Fresh-draw source for ``rerandomize`` when no constructor is known: a deep copy of ``model`` on which every
-    module's ``reset_parameters()`` is called (PyTorch's default init) under ``torch.manual_seed(seed)``."""
+    module's ``reset_parameters()`` is called (PyTorch's default init) under ``torch.manual_seed(draw_seed(seed))``."""
     def draw(seed: int) -> dict[str, torch.Tensor]:
         fresh = copy.deepcopy(model)
-        torch.manual_seed(seed)
+        torch.manual_seed(draw_seed(seed))
         for m in fresh.modules():
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
@@ -190,7 +199,7 @@ def constructor_init_fn(model_config: dict, like: nn.Module) -> Callable[[int], 
     from pgdat.checkpoint import build_model
 
     def draw(seed: int) -> dict[str, torch.Tensor]:
-        torch.manual_seed(seed)
+        torch.manual_seed(draw_seed(seed))
         return clone_state(build_model(model_config))
     if not isinstance(like, NormalizedModel):
         raise PgdatError("constructor_init_fn needs a pgdat model (NormalizedModel) built from model_config")
