@@ -29,3 +29,13 @@ def test_cli_writes_summary_and_plot(tmp_path, capsys):
     assert json.loads((run / "robust_overfitting.json").read_text())["run"]["best_epoch"] == 2
     assert (run / "robust_overfitting.png").stat().st_size > 1000
     assert main(["analyze", "overfitting", str(tmp_path / "nope")]) == 2
+
+
+def test_run_evaluated_every_other_epoch(tmp_path):
+    # eval.every=2: epochs 1 and 3 have only training metrics; the summary and the plot use the evaluated epochs
+    from pgdat.analysis.overfitting import plot_robust_overfitting
+
+    hist = [{k: v for k, v in h.items() if h["epoch"] % 2 == 0 or k in ("epoch", "train_robust_acc")} for h in HISTORY]
+    s = robust_overfitting(hist)
+    assert (s["best_epoch"], s["last_epoch"], s["val_selected_epoch"]) == (2, 4, 2)
+    assert plot_robust_overfitting({"run": hist}, tmp_path / "ro.png").stat().st_size > 1000

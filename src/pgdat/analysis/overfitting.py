@@ -35,9 +35,10 @@ def plot_robust_overfitting(runs: dict[str, list[dict[str, Any]]], path: Path) -
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (name, history) in enumerate(runs.items()):
         color = f"C{i}"
+        tested = [m for m in history if m.get("test_robust_acc") is not None]  # eval.every > 1 skips epochs
+        ax.plot([m["epoch"] for m in tested], [100 * m["test_robust_acc"] for m in tested], "-", color=color,
+                marker="o", ms=3, label=f"{name} test robust")
         ep = [m["epoch"] for m in history]
-        test = [100 * m["test_robust_acc"] for m in history]
-        ax.plot(ep, test, "-", color=color, marker="o", ms=3, label=f"{name} test robust")
         train = [m.get("train_robust_acc") for m in history]
         if any(v is not None for v in train):
             ax.plot(ep, [100 * v if v is not None else float("nan") for v in train], "--", color=color,
