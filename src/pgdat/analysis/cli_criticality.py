@@ -31,11 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load_subset(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """The first ``n`` test images of ``name`` as float (N, C, H, W) in [0, 1], labels (N,) and their indices."""
     from pgdat.data import load_dataset
+    from pgdat.data.bundle import as_unit_float
 
     test = load_dataset(name).test
     if not 1 <= n <= len(test.y):
         raise PgdatError(f"--n must be in [1, {len(test.y)}] for {name} (got {n})")
-    return test.x[:n].float() / 255.0, test.y[:n], test.index[:n].tolist()
+    return as_unit_float(test.x[:n]).clone(), test.y[:n], test.index[:n].tolist()
 
 
 def run(args: argparse.Namespace) -> int:
