@@ -33,3 +33,13 @@ def test_eval_checkpoint_of_another_dataset_fails_before_loading_data(tmp_path, 
     line = _one_error_line(capsys, "eval")
     assert "1-channel" in line and "3-channel" in line and "--data mnist5k" in line
     assert not root.exists()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--epochs", "1"], "has no config.yaml"),
+    (["--epochs", "a,b"], "--epochs must be comma-separated"),
+    (["--epochs", ","], "--epochs names no epoch"),
+])
+def test_analyze_induced_on_a_folder_that_is_not_a_run(tmp_path, capsys, args, msg):
+    assert main(["analyze", "induced", str(tmp_path), *args]) == 2
+    assert msg in _one_error_line(capsys, "analyze")

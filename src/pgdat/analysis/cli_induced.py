@@ -32,6 +32,8 @@ def analyze_run(run: Path, epochs: list[int], out: Path, **kw) -> list[dict]:
     """One row per epoch: robust test accuracy (from the run's log), IDE test error, local dispersion."""
     from pgdat.training.setup import prepare_data
 
+    if not (run / "config.yaml").is_file():
+        raise PgdatError(f"{run} has no config.yaml: give a run directory written by pgdat train")
     cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     data = prepare_data(cfg.data, cfg.train.seed)
     hist = {m["epoch"]: m for m in read_history(run)}
@@ -73,7 +75,12 @@ def plot_induced(rows: list[dict], path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     out = Path(args.out) if args.out else run_dir / "induced"
-    epochs = [int(e) for e in args.epochs.split(",") if e.strip()]
+    try:
+        epochs = [int(e) for e in args.epochs.split(",") if e.strip()]
+    except ValueError:
+        raise PgdatError(f"--epochs must be comma-separated epoch numbers like 10,20,30 (got '{args.epochs}')") from None
+    if not epochs:
+        raise PgdatError("--epochs names no epoch: give the epochs whose epoch_N.pt to analyse, e.g. 10,20,30")
     rows = analyze_run(run_dir, epochs, out, student_epochs=args.student_epochs, student_overrides=args.student_set,
                        sigma=args.sigma, pairs=args.pairs, n_dispersion=args.n_dispersion, device=args.device)
     out.mkdir(parents=True, exist_ok=True)
