@@ -43,3 +43,26 @@ def test_eval_checkpoint_of_another_dataset_fails_before_loading_data(tmp_path, 
 def test_analyze_induced_on_a_folder_that_is_not_a_run(tmp_path, capsys, args, msg):
     assert main(["analyze", "induced", str(tmp_path), *args]) == 2
     assert msg in _one_error_line(capsys, "analyze")
+
+
+def _options(parser, path):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, [*path, name])
+        elif not isinstance(action, argparse._HelpAction):
+            yield " ".join(path), action
+
+
+def test_every_option_of_every_command_has_help(capsys):
+    from pgdat.cli.main import build_parser
+
+    undocumented = [f"{cmd} {a.option_strings or a.dest}" for cmd, a in _options(build_parser(), ["pgdat"])
+                    if not a.help]
+    assert undocumented == []
+    for cmd in ["train", "eval", "repro", "report", "compare", "analyze", "analyze criticality", "analyze induced"]:
+        with pytest.raises(SystemExit) as e:
+            main([*cmd.split(), "--help"])
+        assert e.value.code == 0 and "options:" in capsys.readouterr().out

@@ -18,11 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1000, help="size of the fixed evaluation subset (first N test images)")
     p.add_argument("--reset", default="rerandomize", choices=("rerandomize", "reinit", "zero"),
                    help="rerandomize: fresh draw of the architecture's init (paper); reinit: the run's init.pt")
-    p.add_argument("--layers", default="conv+linear", choices=("conv+linear", "conv+linear+bn", "block"))
+    p.add_argument("--layers", default="conv+linear", choices=("conv+linear", "conv+linear+bn", "block"),
+                   help="reset units: each conv/linear (paper), also each BatchNorm, or all layers of one stage")
     p.add_argument("--trials", type=int, default=3, help="random draws per layer (paper: 3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the re-randomised layer draws (rerandomize)")
     p.add_argument("--eps", default=None, help="also measure on PGD examples of this Linf/L2 radius (e.g. 8/255)")
-    p.add_argument("--norm", default="linf", choices=("linf", "l2"))
+    p.add_argument("--norm", default="linf", choices=("linf", "l2"), help="norm of --eps (default linf)")
     p.add_argument("--steps", type=int, default=10,
                    help="PGD steps for the adversarial inputs (step size 2.5 eps/steps)")
     p.add_argument("--out", required=True, help="output directory (criticality.json, criticality.md, heatmap.png)")

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma", type=float, default=0.01, help="std of the anchor noise rho for the local dispersion")
     p.add_argument("--pairs", type=int, default=10, help="Monte Carlo pairs (rho, rho') per point (paper: 250)")
     p.add_argument("--n-dispersion", type=int, default=100, help="test points for the local dispersion")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="device that trains the students (default cpu)")
     p.add_argument("--out", default=None, help="output directory (default RUN/induced)")
 
 

@@ -27,12 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing dataset files")
     p.add_argument("--attacks", default="clean,pgd-20", help="comma-separated cascade, e.g. clean,pgd-20,autoattack")
     p.add_argument("--eps", default="0.3", help="radius in pixel units: 8/255 or 0.031 (default 0.3)")
-    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model norm (default linf)")
     p.add_argument("--step-size", default=None, help="PGD/CW step size (default 2.5*eps/steps)")
     p.add_argument("--n", type=int, default=1000, help="evaluate the first N test images (default 1000; 0 = all)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="images per attack batch (default 256; halved with a warning on out of memory)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (and of --model's init)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu, cuda or cuda:N (default cuda when a GPU is visible, else cpu)")
     p.add_argument("--precision", default="fp32", help="autocast for attack passes: fp32, bf16, fp16, auto")
     p.add_argument("--sanity", action="store_true", help="also run the eps=0 / huge-eps / zero-gradient checks")
     p.add_argument("--masking-checks", action="store_true",

@@ -10,7 +10,7 @@ from pgdat.cli.main import register_command
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("-o", "--out", default="report.html", help="HTML file to write (default report.html)")
-    p.add_argument("--title", default="pgdat report")
+    p.add_argument("--title", default="pgdat report", help="title of the HTML page (default 'pgdat report')")
 
 
 def run_report(args: argparse.Namespace) -> int:
