@@ -1,5 +1,7 @@
 """User errors on the command line: one ``pgdat CMD: error: ...`` line on stderr, exit code 2, no traceback."""
 
+from pathlib import Path
+
 import pytest
 
 from pgdat.checkpoint import build_model, model_config, save_checkpoint
@@ -66,3 +68,86 @@ def test_every_option_of_every_command_has_help(capsys):
         with pytest.raises(SystemExit) as e:
             main([*cmd.split(), "--help"])
         assert e.value.code == 0 and "options:" in capsys.readouterr().out
+
+
+TINY_TRAIN = ["data.n_train=128", "data.val_size=32", "data.batch_size=64", "attack.steps=1",
+              "attack.eps_warmup_epochs=0", "train.epochs=2", "eval.attack=pgd-1", "eval.n_test=32",
+              "eval.final_attacks=clean", "eval.n_final=32", "train.progress=false"]
+
+
+def _interrupt_in_epoch_2(monkeypatch, where: str) -> None:
+    """Ctrl-C once, during the second epoch: in the training loop (plain, or as torch.save's zip writer turns it
+    into a RuntimeError raised while handling it) or half-way through writing that epoch's last.pt."""
+    import torch
+
+    from pgdat.training.trainer import Trainer
+
+    fired = []
+    if where == "save":
+        import pgdat.training.trainer as trainer_module
+
+        real_checkpoint, real_save = trainer_module.save_checkpoint, torch.save
+
+        def save_checkpoint(payload, path):
+            if Path(path).name == "last.pt" and payload["epoch"] == 2 and not fired:
+                fired.append("last.pt of epoch 2")
+            return real_checkpoint(payload, path)
+
+        def save(obj, f, *a, **k):
+            if len(fired) == 1:  # the first torch.save of epoch 2's last.pt
+                fired.append("interrupted")
+                f.write(b"PK\x03\x04 half a checkpoint")
+                raise KeyboardInterrupt
+            return real_save(obj, f, *a, **k)
+
+        monkeypatch.setattr(trainer_module, "save_checkpoint", save_checkpoint)
+        monkeypatch.setattr(torch, "save", save)
+        return
+    real_epoch = Trainer.train_epoch
+
+    def train_epoch(self):
+        if self.epoch == 1 and not fired:
+            fired.append(1)
+            if where == "loop":
+                raise KeyboardInterrupt
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos") from None
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+
+
+@pytest.mark.parametrize("where", ["loop", "chained", "save"])
+def test_train_interrupted_leaves_a_resumable_run(tmp_path, capsys, monkeypatch, where):
+    from pgdat.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    args = ["train", *[a for s in TINY_TRAIN for a in ("--set", s)], "--out", str(run)]
+    _interrupt_in_epoch_2(monkeypatch, where)
+    try:
+        rc = main(args)
+    except BaseException as e:  # noqa: BLE001 - an escaping KeyboardInterrupt would stop pytest itself
+        pytest.fail(f"Ctrl-C escaped pgdat train as {type(e).__name__}: {e}")
+    assert rc == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("pgdat train: interrupted") and f"--resume {run}" in line
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1  # whole, and the last finished epoch
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert main(["train", "--resume", str(run)]) == 0
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2 and (run / "final.json").is_file()
+
+
+def test_eval_interrupted_is_one_line(monkeypatch, capsys):
+    import pgdat.cli.eval as cli_eval
+
+    def evaluate(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_eval, "evaluate", evaluate)
+    try:
+        rc = main(["eval", "--model", "small_cnn", "--n", "8", "--attacks", "clean"])
+    except BaseException as e:  # noqa: BLE001
+        pytest.fail(f"Ctrl-C escaped pgdat eval as {type(e).__name__}")
+    assert rc == 130 and capsys.readouterr().err.strip() == "pgdat eval: interrupted"

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         epochs = [int(e) for e in args.epochs.split(",") if e.strip()]
     except ValueError:
-        raise PgdatError(f"--epochs must be comma-separated epoch numbers like 10,20,30 (got '{args.epochs}')") from None
+        raise PgdatError(f"--epochs must be comma-separated epochs like 10,20,30 (got '{args.epochs}')") from None
     if not epochs:
         raise PgdatError("--epochs names no epoch: give the epochs whose epoch_N.pt to analyse, e.g. 10,20,30")
     rows = analyze_run(run_dir, epochs, out, student_epochs=args.student_epochs, student_overrides=args.student_set,

@@ -20,6 +20,18 @@ def register_command(name: str, help_text: str, add_arguments: Callable[[argpars
     COMMANDS.register(name)((add_arguments, run, help_text))
 
 
+def is_interrupt(e: BaseException) -> bool:
+    """Whether ``e`` is Ctrl-C: a KeyboardInterrupt, or an error raised while handling one (torch.save interrupted
+    mid-write raises a RuntimeError from its zip writer's clean-up, with the KeyboardInterrupt as its context)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def _load_commands() -> None:
     from pgdat.cli import analyze, report, repro, train  # noqa: F401  (each module registers itself)
     from pgdat.cli import eval as _eval  # noqa: F401
@@ -47,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except PgdatError as e:
         print(f"pgdat {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BaseException as e:
+        if not is_interrupt(e):
+            raise
+        print(f"pgdat {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

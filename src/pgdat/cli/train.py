@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 import yaml
 
-from pgdat.cli.main import register_command
+from pgdat.cli.main import is_interrupt, register_command
 from pgdat.config import apply_overrides, config_from_dict, config_to_dict, load_config
 from pgdat.errors import PgdatError
 
@@ -42,6 +43,14 @@ def _resume_config(run_dir: Path, args: argparse.Namespace):
     return new
 
 
+def _interrupted_message(out: Path) -> str:
+    """What an interrupted run left: last.pt (written atomically at each epoch end) is whole and resumable."""
+    if (out / "last.pt").is_file():
+        return (f"pgdat train: interrupted; {out / 'last.pt'} holds the last finished epoch: continue with "
+                f"pgdat train --resume {out}")
+    return f"pgdat train: interrupted before the first epoch finished; nothing to resume in {out}: rerun to start again"
+
+
 def run(args: argparse.Namespace) -> int:
     from pgdat.training import Trainer, write_config
 
@@ -56,7 +65,14 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, out, resume=bool(args.resume))
     if trainer.dist.is_main:
         write_config(cfg, out / "config.yaml")
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit()
+    except BaseException as e:
+        if not is_interrupt(e):
+            raise
+        if trainer.dist.is_main:
+            print(_interrupted_message(out), file=sys.stderr)
+        return 130
     if trainer.dist.is_main and summary:
         for which in ("best", "last"):
             if which in summary:
