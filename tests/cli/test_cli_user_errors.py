@@ -151,3 +151,32 @@ def test_eval_interrupted_is_one_line(monkeypatch, capsys):
     except BaseException as e:  # noqa: BLE001
         pytest.fail(f"Ctrl-C escaped pgdat eval as {type(e).__name__}")
     assert rc == 130 and capsys.readouterr().err.strip() == "pgdat eval: interrupted"
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--out", "{file}", "--set", "train.epochs=1"],
+    ["eval", "--model", "small_cnn", "--n", "8", "--attacks", "clean", "--json", "{file}/eval.json"],
+    ["train", "--config", "{binary}"],
+])
+def test_unusable_paths_are_one_line(tmp_path, capsys, command):
+    (tmp_path / "afile").write_text("in the way")
+    (tmp_path / "recipe.yaml").write_bytes(b"\x80\x03 not text")
+    args = [a.format(file=tmp_path / "afile", binary=tmp_path / "recipe.yaml") for a in command]
+    assert main(args) == 2
+    line = _one_error_line(capsys, command[0])
+    assert ("afile" in line and "File exists" in line) or "not a UTF-8 text file" in line
+
+
+def test_cli_warning_is_one_line_without_source(tmp_path):
+    import subprocess
+    import sys
+
+    sets = [s for s in TINY_TRAIN if not s.startswith(("train.epochs", "attack.eps_warmup"))]
+    sets += ["train.epochs=1", "attack.eps_warmup_epochs=3", "eval.final_attacks=clean"]
+    proc = subprocess.run([sys.executable, "-m", "pgdat", "train", *[a for s in sets for a in ("--set", s)],
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert any(ln.startswith("pgdat train: warning: attack.eps_warmup_epochs 3 >= train.epochs 1") for ln in err), err
+    assert not any("UserWarning" in ln or "Trainer(" in ln for ln in err), err

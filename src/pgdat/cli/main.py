@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 
 from pgdat.errors import PgdatError
@@ -54,16 +55,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _, run, _ = COMMANDS.get(args.command)
+    format_warning = warnings.formatwarning
+    # a warning is one line for the user ("pgdat train: warning: ..."), not a source file:line and a code excerpt
+    warnings.formatwarning = lambda message, category, *_a, **_k: f"pgdat {args.command}: warning: {message}\n"
     try:
         return run(args)
     except PgdatError as e:
         print(f"pgdat {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.filename is None:  # not about a path the user named: keep the traceback
+            raise
+        print(f"pgdat {args.command}: error: cannot use {e.filename}: {e.strerror or e}; check the paths given",
+              file=sys.stderr)
         return 2
     except BaseException as e:
         if not is_interrupt(e):
             raise
         print(f"pgdat {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = format_warning
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -185,6 +185,8 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
             data = _yaml(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise PgdatError(f"cannot parse {p} as YAML: {e}") from None
+        except UnicodeDecodeError:
+            raise PgdatError(f"cannot parse {p} as YAML: it is not a UTF-8 text file; give a recipe .yaml") from None
         except PgdatError as e:
             raise PgdatError(f"{p}: {e}") from None
         if not isinstance(data, dict):
