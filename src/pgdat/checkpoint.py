@@ -151,3 +151,20 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cp
     model = build_model(ckpt["model_config"])
     model.load_state_dict(ckpt[which])
     return model.to(device).eval()
+
+
+def check_fits_dataset(ckpt: dict[str, Any], info: Any, data: str) -> None:
+    """The checkpoint's model takes the images and predicts the classes of dataset ``data`` (``info``: its
+    :class:`pgdat.data.DatasetInfo`); else a PgdatError naming the dataset the run was trained on. Call it before
+    loading (maybe downloading) the data. A file without a model_config is left to the loader to refuse."""
+    cfg = ckpt.get("model_config")
+    if not isinstance(cfg, dict):
+        return
+    if cfg["num_classes"] == info.num_classes and cfg["in_channels"] == info.shape[0]:
+        return
+    data_cfg = ckpt.get("config", {}).get("data") if isinstance(ckpt.get("config"), dict) else None
+    trained = data_cfg.get("name") if isinstance(data_cfg, dict) else None
+    raise PgdatError(f"the checkpoint's model takes {cfg['in_channels']}-channel images and predicts "
+                     f"{cfg['num_classes']} classes, but {data} has {info.shape[0]}-channel images and "
+                     f"{info.num_classes} classes: evaluate it on the dataset it was trained for"
+                     + (f" (--data {trained})" if trained else ""))

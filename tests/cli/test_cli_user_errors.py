@@ -37,6 +37,24 @@ def test_eval_checkpoint_of_another_dataset_fails_before_loading_data(tmp_path, 
     assert not root.exists()
 
 
+def test_analyze_criticality_of_another_dataset_fails_before_loading_data(tmp_path, capsys, monkeypatch):
+    """Same refusal for layer criticality: every model is checked against --data before the data is loaded."""
+    import pgdat.data
+
+    cfg = model_config("small_cnn", 10, 1, (0.1307,), (0.3081,))
+    ckpt = tmp_path / "mnist.pt"
+    save_checkpoint({"model": build_model(cfg).state_dict(), "model_config": cfg,
+                     "config": {"data": {"name": "mnist5k"}}}, ckpt)
+
+    def no_loading(*a, **k):
+        raise AssertionError("the dataset was loaded before the model was checked against it")
+
+    monkeypatch.setattr(pgdat.data, "load_dataset", no_loading)
+    assert main(["analyze", "criticality", f"a={ckpt}", "--data", "cifar10", "--out", str(tmp_path / "out")]) == 2
+    line = _one_error_line(capsys, "analyze")
+    assert "1-channel" in line and "3-channel" in line and "--data mnist5k" in line
+
+
 @pytest.mark.parametrize("args,msg", [
     (["--epochs", "1"], "has no config.yaml"),
     (["--epochs", "a,b"], "--epochs must be comma-separated"),

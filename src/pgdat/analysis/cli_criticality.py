@@ -42,8 +42,13 @@ def load_subset(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int
 
 def run(args: argparse.Namespace) -> int:
     from pgdat.analysis.criticality import checkpoint_criticality, format_table, plot_heatmap
+    from pgdat.checkpoint import check_fits_dataset, load_checkpoint, resolve_checkpoint
+    from pgdat.data import dataset_info
     from pgdat.threat import parse_eps
 
+    info = dataset_info(args.data)
+    for spec in args.runs:  # every model fits --data before the data is loaded (maybe downloaded)
+        check_fits_dataset(load_checkpoint(resolve_checkpoint(spec.rpartition("=")[2])), info, args.data)
     x, y, idx = load_subset(args.data, args.n)
     adv = None
     if args.eps is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, model_from_checkpoint
+from pgdat.checkpoint import atomic_write_bytes, check_fits_dataset, load_checkpoint, model_from_checkpoint
 from pgdat.cli.main import register_command
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
@@ -52,7 +52,7 @@ def _model_and_data(args: argparse.Namespace):
         ckpt = load_checkpoint(args.checkpoint)
         model = model_from_checkpoint(ckpt, args.device, source=args.checkpoint)
         cfg = ckpt["model_config"]
-        _check_fits_data(ckpt, info, args.data)  # before loading (maybe downloading) a dataset it cannot take
+        check_fits_dataset(ckpt, info, args.data)  # before loading (maybe downloading) a dataset it cannot take
     else:
         torch.manual_seed(args.seed)
         cfg = model_config(args.model or "small_cnn", info.num_classes, info.shape[0], info.mean, info.std)
@@ -62,19 +62,6 @@ def _model_and_data(args: argparse.Namespace):
     if args.n:
         x, y = x[:args.n], y[:args.n]
     return model, as_unit_float(x.to(args.device)), y.to(args.device), cfg
-
-
-def _check_fits_data(ckpt: dict, info, data: str) -> None:
-    """The checkpoint's model takes the images and predicts the classes of dataset ``data`` (its DatasetInfo)."""
-    cfg = ckpt["model_config"]
-    if cfg["num_classes"] == info.num_classes and cfg["in_channels"] == info.shape[0]:
-        return
-    data_cfg = ckpt.get("config", {}).get("data") if isinstance(ckpt.get("config"), dict) else None
-    trained = data_cfg.get("name") if isinstance(data_cfg, dict) else None
-    raise PgdatError(f"the checkpoint's model takes {cfg['in_channels']}-channel images and predicts "
-                     f"{cfg['num_classes']} classes, but {data} has {info.shape[0]}-channel images and "
-                     f"{info.num_classes} classes: evaluate it on the dataset it was trained for"
-                     + (f" (--data {trained})" if trained else ""))
 
 
 def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
