@@ -88,7 +88,8 @@ def test_wrong_number_of_classes_through_cli(tmp_path, capsys):
     cfg = model_config("small_cnn", 4, 1, [0.5], [0.5])
     save_checkpoint({"model": build_model(cfg).state_dict(), "model_config": cfg}, tmp_path / "four.pt")
     assert main(["eval", "--checkpoint", str(tmp_path / "four.pt"), "--n", "8"]) == 2
-    assert "the model has 4 classes but mnist5k has 10" in _one_line_error(capsys, "eval")
+    err = _one_line_error(capsys, "eval")
+    assert "predicts 4 classes, but mnist5k has 1-channel images and 10 classes" in err
 
 
 def test_resume_with_incompatible_config_is_refused(tmp_path, capsys):
