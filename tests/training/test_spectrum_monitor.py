@@ -45,19 +45,28 @@ def fake_stat():
     del SPECTRAL_STATS["fake"]
 
 
-def _feed(monitor, trainer, values, series=SERIES):
-    values[:] = list(series)
+def _epochs(monitor, trainer, epochs, train_epoch):
+    """``epochs`` epochs of the monitor's hooks around ``train_epoch()``; the per-epoch metrics rows."""
     rows = []
-    for _ in series:
+    for _ in range(epochs):
         monitor.on_epoch_start(trainer)
-        with torch.no_grad():  # the epoch's "training"
-            for p in trainer.model.parameters():
-                p.add_(0.01)
+        train_epoch()
         trainer.epoch += 1
         m = {"epoch": trainer.epoch}
         monitor.on_epoch_metrics(trainer, m)
         rows.append(m)
     return rows
+
+
+def _feed(monitor, trainer, values, series=SERIES):
+    values[:] = list(series)
+
+    def train_epoch():
+        with torch.no_grad():  # the epoch's "training"
+            for p in trainer.model.parameters():
+                p.add_(0.01)
+
+    return _epochs(monitor, trainer, len(series), train_epoch)
 
 
 def test_flags_the_jump_and_takes_the_actions(tiny_model, tiny_batch, fake_stat):
@@ -170,16 +179,11 @@ def _resumed(trainer, tiny_model):
 
 
 def _step_epochs(monitor, trainer, epochs, steps):
-    rows = []
-    for _ in range(epochs):
-        monitor.on_epoch_start(trainer)
+    def train_epoch():
         for _ in range(steps):
             monitor.on_step_end(trainer, {})
-        trainer.epoch += 1
-        m = {"epoch": trainer.epoch}
-        monitor.on_epoch_metrics(trainer, m)
-        rows.append(m)
-    return rows
+
+    return _epochs(monitor, trainer, epochs, train_epoch)
 
 
 def test_every_steps_mode_resumes_at_the_same_steps(tiny_model, tiny_batch, fake_stat):
