@@ -31,6 +31,7 @@ EVAL_CASES = [
     (["--data", "imagenet"], "unknown dataset 'imagenet'; valid datasets: cifar-10"),
     (["--checkpoint", "/nonexistent/run.pt"], "checkpoint /nonexistent/run.pt does not exist"),
     (["--data", "mnist", "--data-root", "/nonexistent", "--no-download"], "mnist: missing train-images-idx3-ubyte.gz"),
+    (["--data", "mnist", "--data-root", "/nonexistent", "--no-download"], "pgdat eval: drop --no-download"),
     (["--precision", "fp8"], "unknown precision 'fp8'; valid: auto, fp32, bf16, fp16"),
     (["--batch-size", "0"], "batch_size must be >= 1 (got 0)"),
     (["--n", "-1"], "--n must be >= 0 (got -1)"),

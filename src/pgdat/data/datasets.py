@@ -122,7 +122,8 @@ def ensure_files(spec: DatasetSpec, directory: Path, *, download: bool = True, m
     if missing and not download:
         sources = ", ".join(file_url(f.name, spec.url, spec.directory_name, mirror) for f in missing)
         raise PgdatError(f"{spec.info.name}: missing {', '.join(f.name for f in missing)} in {directory}; put the "
-                         f"files there (from {sources}) or allow downloading (download=True)")
+                         f"files there (from {sources}) or allow downloading (pgdat train: --set data.download=true; "
+                         "pgdat eval: drop --no-download; Python: download=True)")
     for f in spec.files:
         url = file_url(f.name, spec.url, spec.directory_name, mirror)
         if f in missing:
