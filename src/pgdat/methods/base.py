@@ -150,7 +150,7 @@ def craft(
         add_grad_evals(ctx, 0)
         return x.detach()
     ramp = eps_ramp(ctx)
-    spec_kw = {"threat": train_threat(ctx, a.eps * ramp), "step_size": a.step_size * ramp, "steps": a.steps,
+    spec_kw = {"threat": train_threat(ctx), "step_size": a.step_size * ramp, "steps": a.steps,
                "init": init or a.init} | overrides
     spec_kw |= fields
     add_grad_evals(ctx, len(x) * spec_kw["steps"] * a.restarts)
@@ -240,7 +240,8 @@ def build_method(name: str, params: dict[str, Any]) -> Method:
     :func:`option_checks`). Config validation calls this, so bad options fail before any data is loaded.
 
     The result's ``replays`` attribute is how many optimizer steps the trainer takes on each minibatch: 1, or for
-    a method with a ``replay_option`` attribute (Free-AT's ``m``) the value of that option (an integer >= 1).
+    a method with a ``replay_option`` attribute (Free-AT's ``m``) the value of that option (its ``check_params``
+    must require an integer >= 1).
     """
     fn = METHODS.get(name)
     sig = inspect.signature(fn)
@@ -255,11 +256,7 @@ def build_method(name: str, params: dict[str, Any]) -> Method:
     bound = partial(fn, **params)
     bound.__name__ = name  # type: ignore[attr-defined]
     bound.replays = 1  # type: ignore[attr-defined]
-    option = getattr(fn, "replay_option", None)
+    option = getattr(fn, "replay_option", None)  # its range is checked by the method's check_params above
     if option is not None:
-        value = params.get(option, sig.parameters[option].default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PgdatError(f"method '{name}' option {option} (minibatch replays) must be an integer >= 1 "
-                             f"(got {value!r}); Shafahi et al. use 8")
-        bound.replays = value  # type: ignore[attr-defined]
+        bound.replays = params.get(option, sig.parameters[option].default)  # type: ignore[attr-defined]
     return bound

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgdat.methods.base import METHODS, StepContext, train_eps, train_threat
+from pgdat.methods.base import METHODS, Number, StepContext, option_checks, train_eps, train_threat
 from pgdat.methods.single_step import CO_MONITOR
 
 FREE_DELTA = "free_delta"  # ctx.state key of the carried perturbation
@@ -74,4 +74,5 @@ def free_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext
 
 
 free_at.replay_option = "m"  # type: ignore[attr-defined]
+option_checks(free_at, {"m": Number(lo=1, integer=True, hint="Shafahi et al. use 8")})
 free_at.default_callbacks = CO_MONITOR  # type: ignore[attr-defined]
