@@ -96,21 +96,18 @@ def _check_attack(cfg: Config) -> None:
 
 
 def _check_model(cfg: Config) -> None:
-    """The in-model normalisation: custom mean/std well formed; mean/std only with input_norm=custom."""
-    from pgdat.models.normalize import Normalize
+    """The in-model normalisation, resolved as the Trainer will (:func:`resolve_input_norm`, one value per channel of
+    data.name) and built as a :class:`Normalize` layer, before any data is loaded."""
+    from pgdat.data import dataset_info
+    from pgdat.models.normalize import Normalize, resolve_input_norm
 
-    m = cfg.model
-    if m.input_norm != "custom":
-        if m.norm_mean or m.norm_std:
-            _fail("model.norm_mean", f"is used only with model.input_norm=custom (got input_norm='{m.input_norm}')")
-        return
-    if not m.norm_mean or not m.norm_std:
-        _fail("model.norm_mean", "model.input_norm=custom needs model.norm_mean and model.norm_std, one value per "
-              "channel, e.g. model.norm_mean=[0.5] model.norm_std=[0.25]")
+    m, info = cfg.model, dataset_info(cfg.data.name)
     try:
-        Normalize(m.norm_mean, m.norm_std)
+        mean, std = resolve_input_norm(m.input_norm, info.mean, info.std, m.norm_mean, m.norm_std)
+        if mean is not None:
+            Normalize(mean, std)
     except PgdatError as err:
-        _fail("model.norm_mean/norm_std", str(err))
+        _fail("model.norm_mean", str(err))
 
 
 def _check_data(cfg: Config) -> None:
