@@ -308,10 +308,8 @@ def _score(
     """Per-example (loss, fooled) of the perturbed batch, without gradients."""
     with torch.no_grad():
         logits = model(spec.threat.clamp_box(x.float() + delta).to(x.dtype)).float()
-    pred = logits.argmax(dim=1)
-    fooled = pred.eq(y) if spec.targeted else pred.ne(y)
     objective = -loss_fn(logits, y) if spec.targeted else loss_fn(logits, y)
-    return objective, fooled
+    return objective, ~_not_fooled(logits, y, spec)
 
 
 def _restart(
