@@ -107,14 +107,12 @@ class BNRecalibrate(Callback):
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, model_from_checkpoint, save_checkpoint
-        from pgdat.data.bundle import as_unit_float
-        from pgdat.eval import evaluate
+        from pgdat.training.evaluation import evaluate_final, final_test_batch
 
-        cfg, meta = trainer.cfg, self.settings(trainer)
+        meta = self.settings(trainer)
         batches = recal_batches(trainer.data.train, meta["n"], meta["batch_size"], seed=self.seed,
                                 device=trainer.device)
-        n_test = cfg.eval.n_final or len(trainer.data.test.y)
-        x, y = as_unit_float(trainer.data.test.x[:n_test].to(trainer.device)), trainer.data.test.y[:n_test]
+        x, y = final_test_batch(trainer)
         for which in ("best", "last"):
             path = trainer.out / f"{which}.pt"
             if not path.is_file():
@@ -125,9 +123,7 @@ class BNRecalibrate(Callback):
             save_checkpoint({"model": model.state_dict(), "model_config": ckpt["model_config"],
                              "config": ckpt.get("config"), "epoch": ckpt.get("epoch"), "bn_recalibration": meta},
                             trainer.out / f"{which}_recal.pt")
-            res = evaluate(model.eval(), x, y.to(trainer.device), attacks=cfg.eval.final_attacks, eps=cfg.attack.eps,
-                           norm=cfg.attack.norm, batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size,
-                           seed=cfg.train.seed)
+            res = evaluate_final(trainer, model.eval(), x, y)
             summary[f"{which}_recal"] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
                                          "bn_recalibration": meta}
         text = json.dumps(summary, indent=2)

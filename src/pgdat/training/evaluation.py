@@ -10,7 +10,7 @@ from torch import nn
 
 from pgdat.checkpoint import atomic_write_bytes, load_model
 from pgdat.data.bundle import as_unit_float
-from pgdat.eval import check_batch_fits, evaluate
+from pgdat.eval import EvalResult, check_batch_fits, evaluate
 from pgdat.memory import EVAL_BATCH
 from pgdat.training.distributed import all_reduce_sum
 
@@ -93,12 +93,30 @@ def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dic
     return out
 
 
+def final_test_batch(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The end-of-run evaluation's examples: the first ``eval.n_final`` test images (n, C, H, W) in [0,1] and their
+    labels (n,), on the run's device."""
+    test = trainer.data.test
+    n = trainer.cfg.eval.n_final or len(test.y)
+    return as_unit_float(test.x[:n].to(trainer.device)), test.y[:n].to(trainer.device)
+
+
+def evaluate_final(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> EvalResult:
+    """``model`` under ``eval.final_attacks`` on (x, y) as the end-of-run evaluation runs it: the run's threat
+    model (eps, norm, box) and memory format, halving ``eval.batch_size`` on running out of memory."""
+    cfg = trainer.cfg
+    if trainer.channels_last:  # the training run's memory format (faster convolutions)
+        model = model.to(memory_format=torch.channels_last)
+    return evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
+                    batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
+                    on_oom="halve", batch_option=EVAL_BATCH, box=trainer.box)
+
+
 def final_evaluation(trainer: Trainer) -> dict[str, Any]:
     """Evaluate best.pt and last.pt with ``eval.final_attacks`` on the first ``eval.n_final`` test images;
     write ``final.json`` and return it."""
-    cfg, test = trainer.cfg, trainer.data.test
-    n = cfg.eval.n_final or len(test.y)
-    x, y = as_unit_float(test.x[:n].to(trainer.device)), test.y[:n].to(trainer.device)
+    cfg = trainer.cfg
+    x, y = final_test_batch(trainer)
     summary: dict[str, Any] = {"n": int(y.numel()), "eps": cfg.attack.eps, "norm": cfg.attack.norm,
                                "attacks": cfg.eval.final_attacks, "best_epoch": trainer.best["epoch"],
                                "selected_by": trainer.best["selected_by"], "epochs": trainer.epoch}
@@ -106,12 +124,7 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
         path = trainer.out / f"{which}.pt"
         if not path.exists():
             continue
-        model = load_model(path, trainer.device)
-        if trainer.channels_last:  # the training run's memory format (faster convolutions)
-            model = model.to(memory_format=torch.channels_last)
-        res = evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
-                       batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                       on_oom="halve", batch_option=EVAL_BATCH, box=trainer.box)
+        res = evaluate_final(trainer, load_model(path, trainer.device), x, y)
         summary[which] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
                           "per_class": res.per_class(y, trainer.data.info.num_classes),
                           "seconds": res.seconds, "warnings": res.warnings}
