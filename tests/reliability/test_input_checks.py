@@ -19,7 +19,7 @@ from pgdat.attacks import fgsm, pgd
 from pgdat.checkpoint import TEMP_FILE, atomic_write_bytes, load_checkpoint, remove_stale_temps, save_checkpoint
 from pgdat.config import load_config
 from pgdat.errors import PgdatError
-from pgdat.threat import parse_eps
+from pgdat.threat import ThreatModel, parse_eps
 from pgdat.training import Trainer
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -115,7 +115,8 @@ def test_parse_eps_gives_a_usable_radius_or_an_error_naming_the_value(text):
     except PgdatError as e:
         assert f"'{text}'" in str(e)
         return
-    assert isinstance(value, float) and math.isfinite(value) and value >= 0
+    assert isinstance(value, float) and math.isfinite(value) and value >= 0  # "nan", "-1", "1e999" are refused
+    assert ThreatModel("l2", value).eps == value  # and the number is a radius the threat model takes
 
 
 # ------------------------------------------------------------------------------------- stale temp files

@@ -14,7 +14,7 @@ from pgdat.attacks import fgsm, parse_attack, pgd
 from pgdat.config import load_config
 from pgdat.config.validate import validate_config
 from pgdat.errors import PgdatError
-from pgdat.threat import ThreatModel, parse_eps
+from pgdat.threat import ThreatModel
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 torch.manual_seed(0)
@@ -80,17 +80,6 @@ def test_fgsm_arguments_error_or_valid_result(eps, step_size, norm, init, projec
     assert x_adv.shape == X.shape and float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
     if project:
         _assert_valid_adversarial(x_adv, eps, norm)
-
-
-@FAST
-@given(text=st.one_of(st.text(max_size=12), st.from_regex(r"-?\d{0,3}(\.\d{0,3})?(/\d{0,4})?", fullmatch=True)))
-def test_parse_eps_error_or_number_that_threat_model_checks(text):
-    try:
-        value = parse_eps(text)
-    except PgdatError:
-        return
-    assert isinstance(value, float) and math.isfinite(value) and value >= 0  # "nan", "-1", "1e999" are refused
-    assert ThreatModel("l2", value).eps == value
 
 
 @FAST
