@@ -89,14 +89,17 @@ GOOD = [("trades", {"beta": 0}), ("trades", {"beta": 6}), ("trades", {"beta": 1e
 
 @pytest.mark.parametrize(("method", "params"), GOOD, ids=[f"{m}-{p}" for m, p in GOOD])
 def test_edge_values_in_range_pass(method, params):
-    validate_config(load_config(None, _overrides(method, params)))
+    cfg = load_config(None, _overrides(method, params))
+    assert cfg.method.params == params  # the edge values themselves reach validation (not defaults or text)
+    validate_config(cfg)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_builds_with_its_defaults_given_explicitly(method):
     """The defaults are in range: given explicitly they pass the method's own check."""
     params = list(inspect.signature(METHODS[method]).parameters.values())[4:]
-    build_method(method, {p.name: p.default for p in params})
+    defaults = {p.name: p.default for p in params}
+    assert build_method(method, defaults).keywords == defaults  # bound to exactly the defaults
     validate_config(load_config(None, [f"method.name={method}"]))
 
 
