@@ -50,9 +50,9 @@ def _model_and_data(args: argparse.Namespace):
     info = dataset_info(args.data)
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
+        check_fits_dataset(ckpt, info, args.data)  # before building the model and loading (maybe downloading) data
         model = model_from_checkpoint(ckpt, args.device, source=args.checkpoint)
         cfg = ckpt["model_config"]
-        check_fits_dataset(ckpt, info, args.data)  # before loading (maybe downloading) a dataset it cannot take
     else:
         torch.manual_seed(args.seed)
         cfg = model_config(args.model or "small_cnn", info.num_classes, info.shape[0], info.mean, info.std)
