@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,23 @@ def trained_with(last: Path, cfg: Config) -> bool:
     return config_to_dict(stored) == config_to_dict(cfg)
 
 
-def train_run(recipe: str, overrides: list[str], out: Path, *, resume_if_done: bool = True) -> Trainer:
+def train_run(recipe: str, overrides: list[str], out: Path, *, resume_if_done: bool = True,
+              callbacks: list | None = None, stale: tuple[str, ...] = ()) -> Trainer:
     """Train ``recipe`` + ``overrides`` into ``out``: a finished run there with the same config is reused (its final
-    evaluation redone if it is missing), a killed one resumed, a run with another config retrained from scratch."""
+    evaluation redone if it is missing), a killed one resumed, a run with another config retrained from scratch.
+
+    callbacks: the Trainer's callbacks (None: its defaults). stale: further folders under ``out`` written
+    by those callbacks (e.g. ``ntk``), removed with ``final.json`` before a fresh start so an old run's outputs are
+    not read as this run's.
+    """
     cfg = load_config(recipe, ["eval.every=1", *overrides])  # experiments read per-epoch curves
     last = out / "last.pt"
     resume = last.exists() and resume_if_done and trained_with(last, cfg)
     if not resume:
         (out / "final.json").unlink(missing_ok=True)  # a stale final evaluation must not be read as this run's
-    trainer = Trainer(cfg, out, resume=resume)
+        for name in stale:
+            shutil.rmtree(out / name, ignore_errors=True)
+    trainer = Trainer(cfg, out, resume=resume, callbacks=callbacks)
     from pgdat.training import write_config
 
     write_config(cfg, out / "config.yaml")

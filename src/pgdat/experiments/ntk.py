@@ -4,15 +4,13 @@ epochs (the kernel-learning-then-lazy picture of Li et al. / Tsilivis & Kempe)."
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.cli_ntk import analyze_runs
 from pgdat.analysis.ntk import NTKSnapshot
-from pgdat.config import load_config
 from pgdat.experiments import EXPERIMENTS, write_summary
-from pgdat.experiments.common import trained_with
+from pgdat.experiments.common import train_run
 
 PRESETS: dict[str, dict[str, Any]] = {
     # mnist5k, small_cnn (P = 0.65 M), 1,000 training images, 6 epochs of Adam; 32 probes x 10 logits;
@@ -30,21 +28,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def train_with_snapshots(recipe: str, overrides: list[str], out: Path, snap: NTKSnapshot) -> None:
-    """Train ``recipe`` + ``overrides`` into ``out`` with the default callbacks plus ``snap``: a finished run with the
-    same config is reused, a killed one resumed, a run with another config (a changed preset) retrained from scratch,
-    its NTK snapshots and final evaluation removed first (as :func:`pgdat.experiments.common.train_run`)."""
-    from pgdat.training import Trainer, write_config
+    """Train ``recipe`` + ``overrides`` into ``out`` with the default callbacks plus ``snap``, reusing or resuming a
+    run as :func:`pgdat.experiments.common.train_run` does; a fresh start removes the old run's NTK snapshots."""
     from pgdat.training.callbacks import ConsoleLogger, CurvePlotter, MetricsLogger
 
-    cfg = load_config(recipe, overrides)
-    resume = (out / "last.pt").exists() and trained_with(out / "last.pt", cfg)
-    if not resume:  # the old run's snapshots would be read as this run's (epoch_0 as its init, later epochs)
-        shutil.rmtree(out / "ntk", ignore_errors=True)
-        (out / "final.json").unlink(missing_ok=True)
-    trainer = Trainer(cfg, out, resume=resume, callbacks=[MetricsLogger(), CurvePlotter(), ConsoleLogger(), snap])
-    write_config(cfg, out / "config.yaml")
-    if trainer.epoch < cfg.train.epochs:
-        trainer.fit()
+    train_run(recipe, overrides, out, callbacks=[MetricsLogger(), CurvePlotter(), ConsoleLogger(), snap],
+              stale=("ntk",))
 
 
 @EXPERIMENTS.register("ntk")
