@@ -18,16 +18,23 @@ if TYPE_CHECKING:  # pragma: no cover
     from pgdat.training.trainer import Trainer
 
 
+def _epoch_eval_options(trainer: Trainer) -> dict[str, Any]:
+    """The keyword arguments of the per-epoch evaluation (clean + ``eval.attack``), shared by :func:`evaluate` and
+    its preflight :func:`check_batch_fits` so that the preflight checks exactly what every epoch runs."""
+    cfg = trainer.cfg
+    return {"attacks": ["clean"] if cfg.eval.attack == "clean" else ["clean", cfg.eval.attack],
+            "eps": cfg.attack.eps, "norm": cfg.attack.norm, "batch_size": cfg.eval.batch_size,
+            "step_size": cfg.eval.step_size, "seed": cfg.train.seed, "precision": trainer.precision,
+            "batch_option": EVAL_BATCH, "box": trainer.box}
+
+
 def _split_accuracy(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch.Tensor
                     ) -> tuple[float, float, torch.Tensor]:
     """(clean, robust) accuracy of ``model`` on (x, y), sharded over DDP ranks and reduced, and the per-class
     counts (3, C): clean correct, robust correct, examples."""
-    cfg, info = trainer.cfg, trainer.dist
+    info = trainer.dist
     xs, ys = x[info.rank::info.world], y[info.rank::info.world]
-    attacks = ["clean"] if cfg.eval.attack == "clean" else ["clean", cfg.eval.attack]
-    res = evaluate(model, xs, ys, attacks=attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
-                   batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                   precision=trainer.precision, checks=False, batch_option=EVAL_BATCH, box=trainer.box)
+    res = evaluate(model, xs, ys, checks=False, **_epoch_eval_options(trainer))
     c = trainer.data.info.num_classes
     per_class = torch.stack([torch.bincount(ys[res.flags["clean"]], minlength=c),
                              torch.bincount(ys[res.robust], minlength=c), torch.bincount(ys, minlength=c)]).double()
@@ -71,10 +78,7 @@ def preflight_evaluation(trainer: Trainer, model: nn.Module) -> None:
         return
     n = min(cfg.eval.batch_size, len(split.y))
     x, y = as_unit_float(split.x[:n].to(trainer.device)), split.y[:n].to(trainer.device)
-    attacks = ["clean"] if cfg.eval.attack == "clean" else ["clean", cfg.eval.attack]
-    check_batch_fits(model, x, y, attacks=attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
-                     batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                     precision=trainer.precision, batch_option=EVAL_BATCH, box=trainer.box)
+    check_batch_fits(model, x, y, **_epoch_eval_options(trainer))
 
 
 def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dict[str, Any]:
