@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from pgdat.config import load_config
 from pgdat.errors import PgdatError
 from pgdat.methods import METHODS
 from pgdat.training import Trainer
+from pgdat.training.kill_hook import KILL_ENV
 
 
 def _metrics(run: Path) -> list[dict]:
@@ -65,9 +66,15 @@ def test_run_directory_and_reload(tmp_path, tiny_overrides):
 def test_every_method_trains_one_epoch(tmp_path, tiny_overrides, method):
     cfg = load_config("default", tiny_overrides + ["train.epochs=1", f"method.name={method}", "data.n_train=128"])
     Trainer(cfg, tmp_path / method, callbacks=[]).fit()
-    (row,) = [r for r in torch.load(tmp_path / method / "last.pt", weights_only=True)["history"]]
-    assert row["train_loss"] == row["train_loss"]  # finite, not NaN
+    last = torch.load(tmp_path / method / "last.pt", weights_only=True)
+    init = torch.load(tmp_path / method / "init.pt", weights_only=True)["model"]
+    (row,) = last["history"]
+    assert math.isfinite(row["train_loss"]) and row["train_loss"] > 0, row["train_loss"]
     assert 0 <= row["test_robust_acc"] <= 1
+    # the method's loss reached the weights: every trainable tensor moved during the epoch
+    params = [name for name, _ in pgdat.load_model(tmp_path / method / "init.pt").named_parameters()]
+    moved = {k: not torch.equal(last["model"][k], init[k]) for k in params}
+    assert moved and all(moved.values()), [k for k, m in moved.items() if not m]
 
 
 def test_ema_is_evaluated_alongside(tmp_path, tiny_overrides):
@@ -95,37 +102,41 @@ def test_nonfinite_loss_stops_with_epoch_and_step(tmp_path, tiny_overrides):
         Trainer(cfg, tmp_path / "nan", callbacks=[]).fit()
 
 
-def _cli(args: list[str], **kw) -> subprocess.Popen:
-    env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+def _cli(args: list[str], kill_after_step: int | None = None, **kw) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != KILL_ENV} | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    if kill_after_step is not None:
+        env[KILL_ENV] = str(kill_after_step)
     return subprocess.Popen([sys.executable, "-m", "pgdat", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def _steps_per_epoch(cfg, tmp: Path) -> int:
+    trainer = Trainer(cfg, tmp, callbacks=[])
+    return len(trainer.loader.epoch(0)) * trainer.method.replays
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, tiny_overrides):
-    sets = [a for o in tiny_overrides + ["train.epochs=4"] for a in ("--set", o)]
+    # killed at exact optimizer steps by the trainer's test hook (PGDAT_TEST_KILL_AFTER_STEP), not after a sleep
+    overrides = tiny_overrides + ["train.epochs=4"]
+    steps = _steps_per_epoch(load_config("default", overrides), tmp_path / "probe")
+    sets = [a for o in overrides for a in ("--set", o)]
     ref = _cli(["train", *sets, "--out", str(tmp_path / "ref")])
     out, _ = ref.communicate(timeout=300)
     assert ref.returncode == 0, out
-    killed = 0
     run = tmp_path / "killed"
-    proc = _cli(["train", *sets, "--out", str(run)])
-    for target_epoch in (1, 2):  # kill twice, each time during the epoch after a finished one
-        deadline = time.time() + 120
-        while time.time() < deadline and not (run / "metrics.jsonl").exists() or \
-                len((run / "metrics.jsonl").read_text().splitlines()) < target_epoch + 1:
-            time.sleep(0.05)
-            assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.4)  # well inside the next epoch
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        killed += 1
-        epoch_on_disk = torch.load(run / "last.pt", weights_only=True)["epoch"]
-        assert epoch_on_disk < 4
-        proc = _cli(["train", "--resume", str(run)])
+    args = ["train", *sets, "--out", str(run)]
+    # the second step of epoch 2, then the last step of epoch 3 (after its optimizer step, before its checkpoint)
+    for kill_step, epoch_on_disk in ((steps + 2, 1), (3 * steps, 2)):
+        proc = _cli(args, kill_after_step=kill_step)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, out
+        assert torch.load(run / "last.pt", weights_only=True)["epoch"] == epoch_on_disk
+        assert len(_metrics(run)) == epoch_on_disk
+        args = ["train", "--resume", str(run)]
+    proc = _cli(args)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    assert killed == 2
     assert _comparable(_metrics(run)) == _comparable(_metrics(tmp_path / "ref"))
     a = torch.load(run / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)["model"]

@@ -32,6 +32,7 @@ from pgdat.threat import BOXES, resolve_box
 from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
 from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
+from pgdat.training.kill_hook import kill_after_step, kill_if_reached
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
@@ -113,6 +114,7 @@ class Trainer:
         self.best: dict[str, Any] = {"epoch": 0, "selected_by": cfg.eval.select_by}
         self.method_state: dict[str, Any] = {}
         self.stop_reason: str | None = None  # set by a callback to end training after the current epoch
+        self.kill_at = kill_after_step()  # tests only: PGDAT_TEST_KILL_AFTER_STEP (see training/kill_hook.py)
         self.header = {"type": "header", **run_info(self.device), "seed": cfg.train.seed, "name": cfg.name,
                        "world_size": self.dist.world, "precision": self.precision,
                        "attack_bn_mode": cfg.attack.bn_mode, "bn_var": cfg.model.bn_var,
@@ -214,6 +216,7 @@ class Trainer:
                 fn()
             for cb in self.callbacks:
                 cb.on_step_end(self, out)
+            kill_if_reached(e * n_batches * self.method.replays + i + 1, self.kill_at)
             if self.ema is not None:
                 self.ema.update(self.model)
             with torch.no_grad():
