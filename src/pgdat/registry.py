@@ -10,6 +10,11 @@ from pgdat.errors import PgdatError
 T = TypeVar("T")
 
 
+def plural(kind: str) -> str:
+    """English plural of a registry kind: "attack loss" -> "attack losses", "model" -> "models"."""
+    return f"{kind}es" if kind.endswith(("s", "x", "sh", "ch")) else f"{kind}s"
+
+
 class Registry(dict, Generic[T]):
     """A name -> object dict filled by the :meth:`register` decorator.
 
@@ -36,4 +41,4 @@ class Registry(dict, Generic[T]):
             return self[name]
         except KeyError:
             valid = ", ".join(sorted(self))
-            raise PgdatError(f"unknown {self.kind} '{name}'; valid {self.kind}s: {valid}") from None
+            raise PgdatError(f"unknown {self.kind} '{name}'; valid {plural(self.kind)}: {valid}") from None

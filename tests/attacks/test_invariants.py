@@ -153,9 +153,9 @@ def test_bf16_autocast_keeps_fp32_perturbation_in_ball(tiny_model, tiny_batch):
     ({"steps": 0}, "steps must be"),
     ({"step_size": -0.1}, "step_size must be"),
     ({"restarts": 0}, "restarts must be"),
-    ({"norm": "l3"}, "valid norms"),
-    ({"loss": "hinge"}, "valid attack losss: ce, cw"),
-    ({"bn_mode": "frozen"}, "bn_mode"),
+    ({"norm": "l3"}, "unknown norm 'l3'; valid norms: linf, l2$"),
+    ({"loss": "hinge"}, "unknown attack loss 'hinge'; valid attack losses: ce, cw$"),
+    ({"bn_mode": "frozen"}, "unknown bn_mode 'frozen'; valid bn_modes: eval, train, train_frozen_stats$"),
 ])
 def test_bad_arguments_raise_clear_errors(tiny_model, tiny_batch, kwargs, match):
     x, y = tiny_batch
