@@ -12,12 +12,12 @@ import torch.nn.functional as F
 
 from pgdat.attacks import fgsm, pgd
 from pgdat.config import AttackConfig, load_config
-from pgdat.config.validate import validate_config
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate
 from pgdat.methods import StepContext, craft
 from pgdat.threat import ThreatModel, resolve_box
 from pgdat.training import Trainer
+from pgdat.training.validate import validate_config
 
 EPS = 0.1
 

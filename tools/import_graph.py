@@ -24,8 +24,9 @@ FLOORS: dict[str, int] = {
     "training": 4, "report": 4,
     "methods": 3, "eval": 3, "analysis": 3,
     "attacks": 2, "models": 2, "data": 2,
-    "config": 1, "threat": 1, "errors": 1, "registry": 1, "precision": 1, "memory": 1, "checkpoint": 1,
-    "runinfo": 1,
+    "checkpoint": 2,  # rebuilds models from checkpoints
+    "config": 1, "threat": 1, "errors": 1, "registry": 1, "precision": 1, "memory": 1, "runinfo": 1, "fileio": 1,
+    "seeding": 1,
 }
 ENTRY_POINTS = {"pgdat", "pgdat.__main__"}
 
@@ -80,8 +81,6 @@ def build_graph(root: Path) -> dict[str, set[str]]:
         for target in _imported(tree, mod, is_pkg):
             if target in names:
                 graph[mod].add(target)
-            elif target.rsplit(".", 1)[0] in names and f"{target.rsplit('.', 1)[0]}." not in f"{target}.":
-                pass
         # ``from X import a`` adds both X.a and X; keep X.a when it is a module and X only when a is a name in X.
         for target in list(graph[mod]):
             children = [t for t in graph[mod] if t.startswith(target + ".")]

@@ -8,10 +8,11 @@ import json
 import pytest
 import torch
 
-from pgdat.analysis.bn_recalibrate import BNRecalibrate, recal_batches, recalibrate_bn
+from pgdat.analysis.bn_recalibrate import recal_batches, recalibrate_bn
 from pgdat.checkpoint import load_checkpoint, load_model
 from pgdat.config import load_config
 from pgdat.errors import PgdatError
+from pgdat.training.bn_recal_callback import BNRecalibrate
 
 QUICK = ["model.name=resnet18", "model.kwargs={width: 2}", "data.n_train=96", "data.val_size=32",
          "data.batch_size=32", "attack.steps=1", "attack.step_size=0.1", "eval.attack=clean", "eval.n_test=32",

@@ -7,6 +7,7 @@ import torch
 
 from pgdat.analysis import ntk
 from pgdat.errors import PgdatError
+from pgdat.training.ntk_snapshot import NTKSnapshot
 
 
 @pytest.mark.parametrize("kind", ["full", "trace", "logit_sum", "class:2"])
@@ -88,7 +89,7 @@ def test_ntk_snapshot_callback_writes_kernels(tmp_path, tiny_overrides):
     from pgdat.training.callbacks import MetricsLogger
 
     cfg = load_config("default", tiny_overrides + ["train.epochs=2", "method.name=standard", "data.n_train=128"])
-    cb = ntk.NTKSnapshot(every=1, probe=8, kind="logit_sum")
+    cb = NTKSnapshot(every=1, probe=8, kind="logit_sum")
     Trainer(cfg, tmp_path, callbacks=[MetricsLogger(), cb]).fit()
     snaps = ntk.load_snapshots(tmp_path)
     assert [s["epoch"] for s in snaps] == [0, 1, 2]
@@ -130,7 +131,7 @@ def test_fresh_run_ignores_a_stale_epoch0_snapshot_in_its_folder(tmp_path, tiny_
                                                    "eval.final_attacks=clean", "eval.n_final=20"])
 
     def velocity(out):
-        trainer = Trainer(cfg, out, callbacks=[ntk.NTKSnapshot(probe=6, kind="logit_sum")])
+        trainer = Trainer(cfg, out, callbacks=[NTKSnapshot(probe=6, kind="logit_sum")])
         trainer.fit()
         return trainer.history[-1]["ntk_velocity"], ntk.load_snapshot(out / "ntk" / "epoch_0.pt")["kernel"]
 

@@ -8,9 +8,9 @@ import torch
 
 from pgdat.attacks import BN_MODES, attack_mode, pgd
 from pgdat.config import load_config
-from pgdat.config.validate import validate_config
 from pgdat.errors import PgdatError
 from pgdat.models.batchnorm import convert_bn
+from pgdat.training.validate import validate_config
 
 
 def _stats(model):

@@ -6,8 +6,8 @@ import pytest
 
 from pgdat.config import load_config
 from pgdat.config.loader import RECIPES
-from pgdat.config.validate import config_warnings, validate_config
 from pgdat.errors import PgdatError
+from pgdat.training.validate import config_warnings, validate_config
 
 RECIPE_NAMES = sorted(str(p.relative_to(RECIPES).with_suffix("")) for p in RECIPES.rglob("*.yaml"))
 

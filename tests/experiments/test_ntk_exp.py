@@ -31,7 +31,8 @@ def test_repro_ntk_tiny_preset_and_cli(tmp_path, monkeypatch):
 def _snapshot_run(out, extra):
     import torch
 
-    from pgdat.analysis.ntk import NTKSnapshot, load_snapshots
+    from pgdat.analysis.ntk import load_snapshots
+    from pgdat.training.ntk_snapshot import NTKSnapshot
 
     base = ["data.n_train=128", "data.val_size=0", "data.batch_size=64", "method.name=standard",
             "optim.schedule=constant", "eval.attack=clean", "eval.n_test=32", "eval.final_attacks=clean",

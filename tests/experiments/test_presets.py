@@ -16,8 +16,8 @@ import pytest
 
 import pgdat.experiments.common as common
 from pgdat.config import Config
-from pgdat.config.validate import validate_config
 from pgdat.experiments import EXPERIMENTS, PRESETS, load_experiments
+from pgdat.training.validate import validate_config
 
 load_experiments()
 

@@ -69,7 +69,7 @@ def _fake_trainer(epochs=10):
 
 
 def test_velocity_rule_needs_patience_consecutive_measurements():
-    from pgdat.analysis.ntk import NTKSnapshot
+    from pgdat.training.ntk_snapshot import NTKSnapshot
 
     cb = AttackSwitch(rule="ntk_velocity", tau=0.1, patience=2)
     trainer = _fake_trainer()

@@ -8,9 +8,9 @@ import pytest
 
 from pgdat.config import load_config
 from pgdat.config.loader import RECIPES
-from pgdat.config.validate import validate_config
 from pgdat.errors import PgdatError
 from pgdat.methods import METHODS, build_method
+from pgdat.training.validate import validate_config
 
 NAN, INF = float("nan"), float("inf")
 

@@ -9,10 +9,10 @@ from torch import nn
 
 from pgdat.checkpoint import load_model, model_config
 from pgdat.config import load_config
-from pgdat.config.validate import validate_config
 from pgdat.errors import PgdatError
 from pgdat.models import create_model
 from pgdat.models.batchnorm import UnbiasedBatchNorm2d, convert_bn
+from pgdat.training.validate import validate_config
 
 X = torch.randn(2, 3, 2, 2, generator=torch.Generator().manual_seed(0)) * 2 + 1  # m = 2*2*2 = 8 per channel
 

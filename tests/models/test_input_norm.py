@@ -10,9 +10,9 @@ import torch
 
 from pgdat.checkpoint import load_checkpoint, load_model
 from pgdat.config import load_config
-from pgdat.config.validate import validate_config
 from pgdat.errors import PgdatError
 from pgdat.models.normalize import INPUT_NORMS, resolve_input_norm
+from pgdat.training.validate import validate_config
 
 DATA_MEAN, DATA_STD = (0.13,), (0.31,)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgdat import checkpoint
+from pgdat import checkpoint, fileio
 from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 
 N_KILLS = 12
@@ -120,11 +120,11 @@ def test_failure_during_fsync_or_rename_leaves_previous_file(tmp_path, monkeypat
     def no_space(*_: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", no_space)
+    monkeypatch.setattr(fileio.os, "fsync", no_space)
     with pytest.raises(OSError):
         atomic_write_bytes(path, lambda f: f.write(b"new"))
     monkeypatch.undo()
-    monkeypatch.setattr(checkpoint.os, "replace", no_space)
+    monkeypatch.setattr(fileio.os, "replace", no_space)
     with pytest.raises(OSError):
         atomic_write_bytes(path, lambda f: f.write(b"new"))
     assert path.read_bytes() == b"old"

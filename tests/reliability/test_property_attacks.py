@@ -12,9 +12,9 @@ from torch import nn
 
 from pgdat.attacks import fgsm, parse_attack, pgd
 from pgdat.config import load_config
-from pgdat.config.validate import validate_config
 from pgdat.errors import PgdatError
 from pgdat.threat import ThreatModel
+from pgdat.training.validate import validate_config
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 torch.manual_seed(0)

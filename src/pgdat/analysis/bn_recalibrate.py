@@ -2,24 +2,20 @@
 running statistics, which AT accumulates on adversarial (and, with train-mode crafting, intermediate PGD) batches,
 by a cumulative average (``momentum=None``) over clean, adversarial or mixed batches.
 
-:func:`recalibrate_bn` works on any model; the ``bn_recalibrate`` callback (:class:`BNRecalibrate`) applies it to
+:func:`recalibrate_bn` works on any model; the ``bn_recalibrate`` callback
+(:class:`pgdat.training.bn_recal_callback.BNRecalibrate`) applies it to
 a run's best.pt and last.pt after training and reports both next to the unrecalibrated results in final.json.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from pgdat.errors import PgdatError
-from pgdat.training.callbacks import CALLBACKS, Callback
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pgdat.training.trainer import Trainer
 
 SOURCES = ("clean", "adv", "mixed")
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -77,54 +73,3 @@ def recal_batches(split: Any, n: int, batch_size: int, *, seed: int = 0, device:
     starts = range(0, max(n - batch_size, 0) + 1, batch_size)
     return [(as_unit_float(split.x[pos[i:i + batch_size]].to(device)), split.y[pos[i:i + batch_size]].to(device))
             for i in starts]
-
-
-@CALLBACKS.register("bn_recalibrate")
-class BNRecalibrate(Callback):
-    """After training (``on_fit_end``, once final.json is written): for best.pt and last.pt, re-estimate every
-    BatchNorm's running statistics with :func:`recalibrate_bn` on ``n`` training images (batches of ``batch_size``,
-    0 = ``data.batch_size``), save ``RUN/{best,last}_recal.pt`` and evaluate them with ``eval.final_attacks`` on the
-    final-evaluation test images; final.json gains ``best_recal``/``last_recal`` (accuracy, robust_accuracy and the
-    recalibration settings). ``source``: clean | adv | mixed; adv/mixed craft PGD with ``attack`` (pgd kwargs;
-    default: the run's training attack, eps/step_size/steps/norm) in eval mode. Off unless configured."""
-
-    def __init__(self, source: str = "clean", n: int = 1000, batch_size: int = 0, seed: int = 0,
-                 attack: dict[str, Any] | None = None) -> None:
-        if source not in SOURCES:
-            raise PgdatError(f"bn_recalibrate source must be one of {', '.join(SOURCES)} (got '{source}')")
-        if n < 2 or batch_size < 0 or batch_size == 1:
-            raise PgdatError(f"bn_recalibrate needs n >= 2 and batch_size 0 (data.batch_size) or >= 2 (got n={n}, "
-                             f"batch_size={batch_size})")
-        self.source, self.n, self.batch_size, self.seed, self.attack = source, n, batch_size, seed, attack
-
-    def settings(self, trainer: Trainer) -> dict[str, Any]:
-        """The recalibration actually applied (batch size and attack resolved against the run's config)."""
-        a = trainer.cfg.attack
-        attack = self.attack or {"eps": a.eps, "step_size": a.step_size, "steps": a.steps, "norm": a.norm}
-        return {"source": self.source, "n": min(self.n, len(trainer.data.train.y)), "seed": self.seed,
-                "batch_size": self.batch_size or trainer.cfg.data.batch_size,
-                "attack": dict(attack) if self.source != "clean" else None}
-
-    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
-        from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, model_from_checkpoint, save_checkpoint
-        from pgdat.training.evaluation import evaluate_final, final_test_batch
-
-        meta = self.settings(trainer)
-        batches = recal_batches(trainer.data.train, meta["n"], meta["batch_size"], seed=self.seed,
-                                device=trainer.device)
-        x, y = final_test_batch(trainer)
-        for which in ("best", "last"):
-            path = trainer.out / f"{which}.pt"
-            if not path.is_file():
-                continue
-            ckpt = load_checkpoint(path, map_location=trainer.device)
-            model = model_from_checkpoint(ckpt, trainer.device, source=path)
-            recalibrate_bn(model, batches, source=self.source, attack=meta["attack"], seed=self.seed)
-            save_checkpoint({"model": model.state_dict(), "model_config": ckpt["model_config"],
-                             "config": ckpt.get("config"), "epoch": ckpt.get("epoch"), "bn_recalibration": meta},
-                            trainer.out / f"{which}_recal.pt")
-            res = evaluate_final(trainer, model.eval(), x, y)
-            summary[f"{which}_recal"] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
-                                         "bn_recalibration": meta}
-        text = json.dumps(summary, indent=2)
-        atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))

@@ -102,7 +102,7 @@ def draw_seed(seed: int) -> int:
     """The global-RNG seed of the ``rerandomize`` draw of trial seed ``seed``: hashed, never the small integer itself,
     because the Trainer builds theta_0 under ``torch.manual_seed(train.seed)``; drawing under the same seed (0 for
     both by default) re-creates theta_0 exactly, i.e. measures re-initialization, not re-randomization."""
-    from pgdat.training.setup import stream_seed
+    from pgdat.seeding import stream_seed
 
     return stream_seed(seed, 0, 0, "criticality_rerandomize")
 
@@ -265,3 +265,14 @@ def checkpoint_criticality(path: str | Path, x: torch.Tensor, y: torch.Tensor, *
         out["adv"] = layer_criticality(model, x_adv, y, **kw).summary()
         out["adv"]["meta"]["attack"] = dict(adversarial)
     return out
+
+
+def load_subset(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The first ``n`` test images of ``name`` as float (N, C, H, W) in [0, 1], labels (N,) and their indices."""
+    from pgdat.data import load_dataset
+    from pgdat.data.bundle import as_unit_float
+
+    test = load_dataset(name).test
+    if not 1 <= n <= len(test.y):
+        raise PgdatError(f"--n must be in [1, {len(test.y)}] for {name} (got {n})")
+    return as_unit_float(test.x[:n]).clone(), test.y[:n], test.index[:n].tolist()

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from pgdat.attacks import pgd
 from pgdat.config import AttackConfig, Config, load_config
-from pgdat.data.bundle import DataBundle, Split, as_unit_float
+from pgdat.data.bundle import Split, as_unit_float
 
 
 def perturb_split(model: nn.Module, split: Split, attack: AttackConfig, *, batch_size: int = 256, seed: int = 0,
@@ -61,25 +60,22 @@ def student_config(run_cfg: Config, epochs: int, overrides: list[str]) -> Config
     return dataclasses.replace(cfg, model=run_cfg.model, data=dataclasses.replace(cfg.data, name=run_cfg.data.name))
 
 
-def induced_experiment(checkpoint: Path, run_cfg: Config, data: DataBundle, out: Path, *, student_epochs: int,
-                       student_overrides: list[str], sigma: float, pairs: int, n_dispersion: int,
-                       device: torch.device | str = "cpu") -> dict[str, Any]:
-    """IDE test error, student train accuracy and local dispersion for one AT checkpoint."""
-    from pgdat.checkpoint import load_model
-    from pgdat.training import Trainer
+def plot_induced(rows: list[dict], path: Path) -> None:
+    """IDE test error and local dispersion against the epoch, next to the run's robust test accuracy."""
+    from pgdat.analysis.plots import plt
 
-    phi = load_model(checkpoint, device)
-    train = perturb_split(phi, data.train, run_cfg.attack, seed=run_cfg.train.seed, device=device)
-    test = perturb_split(phi, data.test, run_cfg.attack, seed=run_cfg.train.seed + 1, device=device)
-    induced = DataBundle(info=data.info, train=train, val=None, test=test)
-    cfg = student_config(run_cfg, student_epochs, student_overrides)
-    student = Trainer(cfg, out, data=induced, callbacks=[])
-    student.fit()
-    last = student.history[-1]
-    n = min(n_dispersion, len(data.test))
-    x = as_unit_float(data.test.x[:n].to(device))
-    gamma = local_dispersion(phi, x, data.test.y[:n].to(device), run_cfg.attack, sigma=sigma, pairs=pairs,
-                             seed=run_cfg.train.seed)
-    return {"induced_test_error": 1.0 - last["test_clean_acc"], "student_train_acc": last.get("train_clean_acc"),
-            "local_dispersion": gamma.mean().item(), "sigma": sigma, "pairs": pairs, "n_dispersion": n,
-            "clamped_to_box": True}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ep = [r["epoch"] for r in rows]
+    ax.plot(ep, [100 * r["induced_test_error"] for r in rows], "o-", color="C3", label="IDE test error (%)")
+    ax.plot(ep, [100 * (r["robust_test_acc"] or float("nan")) for r in rows], "s--", color="C0",
+            label="robust test acc (%)")
+    ax.set_xlabel("AT epoch of the checkpoint")
+    ax.set_ylabel("%")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [r["local_dispersion"] for r in rows], "^:", color="C2", label="local dispersion")
+    ax2.set_ylabel("local dispersion (L2^2)")
+    fig.legend(fontsize=8, loc="upper center")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

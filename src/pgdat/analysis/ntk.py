@@ -9,6 +9,7 @@ that J(x_i) does not depend on the other probes. :func:`empirical_ntk_explicit` 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from torch.func import functional_call, grad, jacrev, jvp, vjp, vmap
 
 from pgdat.attacks import attack_mode
 from pgdat.errors import PgdatError
-from pgdat.training.callbacks import CALLBACKS, Callback
 
 
 def _check_kind(kind: str, num_classes: int | None = None) -> None:
@@ -193,77 +193,6 @@ def training_probe(split: Any, n: int, seed: int, device: torch.device | str
     return as_unit_float(split.x[pos].to(device)), split.y[pos].to(device), split.index[pos]
 
 
-@CALLBACKS.register("ntk_snapshot")
-class NTKSnapshot(Callback):
-    """Every ``every`` epochs (and before training) compute the eNTK on a fixed class-balanced training probe and
-    save ``RUN/ntk/epoch_E.pt`` ({kernel (if save_kernel), spectrum, probe indices, kind, bn_mode}); adds the
-    metrics ``ntk_distance_to_prev``, ``ntk_velocity`` (that distance per epoch since the previous snapshot),
-    ``ntk_top_eigenvalue`` and ``ntk_effective_rank`` to the epoch's log.
-
-    adv: PGD arguments (eps, step_size, steps) to also snapshot the kernel on the probes' adversarial examples
-    (crafted at each snapshot against the current model, seed 0), saved under ``kernel_adv``/``spectrum_adv``.
-    """
-
-    def __init__(self, every: int = 1, probe: int = 100, kind: str = "trace", seed: int = 0,
-                 save_kernel: bool = True, adv: dict[str, Any] | None = None, bn_mode: str = "eval") -> None:
-        if every < 1 or probe < 2:
-            raise PgdatError(f"NTKSnapshot: every must be >= 1 and probe >= 2 (got {every}, {probe})")
-        _check_kind(kind)
-        self.every, self.n, self.kind, self.seed = every, probe, kind, seed
-        self.save_kernel, self.adv, self.bn_mode = save_kernel, adv, bn_mode
-        self.prev: torch.Tensor | None = None
-        self.prev_epoch: int | None = None
-
-    def snapshot(self, trainer: Any, epoch: int) -> dict[str, Any]:
-        """Compute and save the snapshot of ``trainer.model`` at ``epoch``; returns its record."""
-        x, y, idx = training_probe(trainer.data.train, self.n, self.seed, trainer.device)
-        model = trainer.model
-        k = empirical_ntk(model, x, kind=self.kind, bn_mode=self.bn_mode)
-        rec: dict[str, Any] = {"epoch": epoch, "kind": self.kind, "bn_mode": self.bn_mode, "probe_index": idx,
-                               "spectrum": spectrum(k)}
-        rec["distance_to_prev"] = kernel_distance(self.prev, k) if self.prev is not None else None
-        rec["velocity"] = (rec["distance_to_prev"] / max(epoch - self.prev_epoch, 1)
-                           if self.prev is not None and self.prev_epoch is not None else None)
-        if self.save_kernel:
-            rec["kernel"] = k
-        if self.adv:
-            from pgdat.attacks import pgd
-
-            x_adv = pgd(model, x, y, box=trainer.box, generator=torch.Generator(device=x.device).manual_seed(0),
-                        **self.adv)
-            ka = empirical_ntk(model, x_adv, kind=self.kind, bn_mode=self.bn_mode)
-            rec |= {"spectrum_adv": spectrum(ka), "clean_adv_distance": kernel_distance(k, ka)}
-            if self.save_kernel:
-                rec["kernel_adv"] = ka
-        self.prev, self.prev_epoch = k, epoch
-        if trainer.dist.is_main:
-            from pgdat.checkpoint import save_checkpoint
-
-            (trainer.out / "ntk").mkdir(parents=True, exist_ok=True)
-            save_checkpoint(rec, trainer.out / "ntk" / f"epoch_{epoch}.pt")
-        return rec
-
-    def on_fit_start(self, trainer: Any) -> None:
-        if self.prev is not None:
-            return
-        last = trainer.epoch - trainer.epoch % self.every  # the latest snapshot epoch (a resumed run's may be earlier)
-        path = trainer.out / "ntk" / f"epoch_{last}.pt"
-        # only a resumed run (epoch > 0) reloads: a fresh run's folder may hold another run's epoch_0.pt
-        reload = trainer.epoch > 0 and path.is_file() and self.save_kernel
-        self.prev = load_snapshot(path)["kernel"].to(trainer.device) if reload else None
-        self.prev_epoch = last if self.prev is not None else None
-        if self.prev is None and last == trainer.epoch:
-            self.snapshot(trainer, trainer.epoch)
-
-    def on_epoch_metrics(self, trainer: Any, metrics: dict[str, Any]) -> None:
-        if trainer.epoch % self.every:
-            return
-        rec = self.snapshot(trainer, trainer.epoch)
-        metrics |= {"ntk_distance_to_prev": rec["distance_to_prev"], "ntk_velocity": rec["velocity"],
-                    "ntk_top_eigenvalue": rec["spectrum"]["top_eigenvalue"],
-                    "ntk_effective_rank": rec["spectrum"]["effective_rank"]}
-
-
 def load_snapshot(path: str | Path) -> dict[str, Any]:
     """One ``ntk/epoch_E.pt`` record (see :class:`NTKSnapshot`)."""
     from pgdat.checkpoint import load_checkpoint
@@ -293,3 +222,45 @@ def snapshot_rows(snaps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "effective_rank": s["spectrum"]["effective_rank"]})
         prev = s
     return rows
+
+
+def plot_ntk(curves: dict[str, list[dict[str, Any]]], spectra: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    """Three panels over epochs: kernel distance to the previous snapshot (log y), top eigenvalue, effective rank;
+    a fourth panel with each run's last eigen-spectrum (log y)."""
+    from pgdat.analysis.plots import plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for i, (label, rows) in enumerate(curves.items()):
+        pts = [r for r in rows if r["kernel_distance_to_prev"] is not None]
+        axes[0].plot([r["epoch"] for r in pts], [r["velocity_per_epoch"] for r in pts], "o-", color=f"C{i}",
+                     label=label)
+        axes[1].plot([r["epoch"] for r in rows], [r["top_eigenvalue"] for r in rows], "o-", color=f"C{i}")
+        axes[2].plot([r["epoch"] for r in rows], [r["effective_rank"] for r in rows], "o-", color=f"C{i}")
+        last = spectra[label][-1]
+        axes[3].semilogy(range(1, len(last["eigenvalues"]) + 1), last["eigenvalues"], ".-", color=f"C{i}",
+                         label=f"{label} (epoch {rows[-1]['epoch']})")
+    axes[0].set_yscale("log")
+    for ax, t in zip(axes, ("kernel velocity S(K_t, K_t+1)/epoch", "top eigenvalue", "effective rank",
+                            "spectrum at the last snapshot"), strict=True):
+        ax.set_title(t, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("eigenvalue index" if "spectrum" in t else "epoch")
+    axes[0].legend(fontsize=8)
+    axes[3].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def analyze_runs(runs: list[Path], out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Rows per run (see :func:`pgdat.analysis.ntk.snapshot_rows`), ``out/ntk.json`` and ``out/ntk.png``."""
+    curves, spectra = {}, {}
+    for run_dir in runs:
+        snaps = load_snapshots(run_dir)
+        curves[run_dir.name] = snapshot_rows(snaps)
+        spectra[run_dir.name] = [s["spectrum"] for s in snaps]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ntk.json").write_text(json.dumps({"runs": curves, "spectra": spectra}, indent=2))
+    plot_ntk(curves, spectra, out / "ntk.png")
+    return curves

@@ -3,10 +3,21 @@ epoch of the peak, the validation-selected epoch, and the train-test robust gap 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.plots import plt
+from pgdat.errors import PgdatError
+
+
+def read_history(run: Path) -> list[dict]:
+    """Per-epoch rows of ``run/metrics.jsonl`` (the header line skipped)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        raise PgdatError(f"{run} has no metrics.jsonl: give a run directory written by pgdat train")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("type") != "header"]
 
 
 def robust_overfitting(history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,33 +1,15 @@
-"""``pgdat analyze NAME RUN_OR_CHECKPOINT ...``: analyses over trained runs (registered in ANALYSES)."""
+"""``pgdat analyze NAME RUN_OR_CHECKPOINT ...``: analyses over trained runs (registry: ``cli.commands.ANALYSES``)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
-from pgdat.cli.main import register_command
-from pgdat.registry import Registry
-
-# name -> (add_arguments(parser), run(args) -> exit code, help)
-ANALYSES: Registry[tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = (
-    Registry("analysis"))
-
-
-def register_analysis(name: str, help_text: str, add_arguments: Callable[[argparse.ArgumentParser], None],
-                      run: Callable[[argparse.Namespace], int]) -> None:
-    """Make ``pgdat analyze NAME`` available."""
-    ANALYSES.register(name)((add_arguments, run, help_text))
+from pgdat.cli.commands import ANALYSES, register_command
 
 
 def _load() -> None:
-    import importlib
-    import pkgutil
-
-    import pgdat.analysis as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name.startswith("cli_"):
-            importlib.import_module(f"pgdat.analysis.{mod.name}")
+    # each registers its analysis; this order is the order of `pgdat analyze --help`
+    from pgdat.cli import analyze_criticality, analyze_overfitting, analyze_induced, analyze_ntk  # noqa: F401, I001
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from pgdat.checkpoint import atomic_write_bytes, check_fits_dataset, load_checkpoint, model_from_checkpoint
-from pgdat.cli.main import register_command
+from pgdat.cli.commands import register_command
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
 from pgdat.memory import CLI_EVAL_BATCH

@@ -1,36 +1,13 @@
-"""``pgdat`` command line: one module per subcommand, found through the COMMANDS registry."""
+"""``pgdat`` command line: one module per subcommand, each registering itself in :data:`pgdat.cli.commands.COMMANDS`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import warnings
-from collections.abc import Callable
 
+from pgdat.cli.commands import COMMANDS, is_interrupt
 from pgdat.errors import PgdatError
-from pgdat.registry import Registry
-
-# name -> (add_arguments(parser), run(args) -> exit code, one-line help)
-COMMANDS: Registry[tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = (
-    Registry("command"))
-
-
-def register_command(name: str, help_text: str, add_arguments: Callable[[argparse.ArgumentParser], None],
-                     run: Callable[[argparse.Namespace], int]) -> None:
-    """Make ``pgdat NAME`` available: ``add_arguments`` fills its parser, ``run`` executes it."""
-    COMMANDS.register(name)((add_arguments, run, help_text))
-
-
-def is_interrupt(e: BaseException) -> bool:
-    """Whether ``e`` is Ctrl-C: a KeyboardInterrupt, or an error raised while handling one (torch.save interrupted
-    mid-write raises a RuntimeError from its zip writer's clean-up, with the KeyboardInterrupt as its context)."""
-    seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
 
 
 def _load_commands() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pgdat.cli.main import register_command
+from pgdat.cli.commands import register_command
 
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pgdat.cli.main import register_command
+from pgdat.cli.commands import register_command
 from pgdat.errors import PgdatError
 
 

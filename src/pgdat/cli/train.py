@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from pgdat.cli.main import is_interrupt, register_command
+from pgdat.cli.commands import is_interrupt, register_command
 from pgdat.config import apply_overrides, config_from_dict, config_to_dict, load_config
 from pgdat.errors import PgdatError
 

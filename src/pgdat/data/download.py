@@ -10,8 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pgdat.checkpoint import atomic_write_bytes
 from pgdat.errors import PgdatError
+from pgdat.fileio import atomic_write_bytes
 
 MIRROR_ENV = "PGDAT_DATA_MIRROR"
 _CHUNK = 1 << 20  # bytes read per step

@@ -23,8 +23,6 @@ TRANSFORMS: Registry[Transform] = Registry("data transform")
 
 def apply_transforms(bundle: DataBundle, specs: Iterable[dict[str, Any]], seed: int) -> DataBundle:
     """Apply ``specs`` in order; unknown names or options raise a :class:`PgdatError` listing the valid ones."""
-    import pgdat.data.injected  # noqa: F401  (registers inject_features; it imports this module)
-
     for spec in specs:
         if not isinstance(spec, dict) or "name" not in spec:
             raise PgdatError(f"each data.transforms entry needs a name, e.g. {{name: label_noise, rate: 0.2}} "

@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgdat.analysis.cli_criticality import load_subset
-from pgdat.analysis.criticality import checkpoint_criticality, format_table, plot_heatmap
+from pgdat.analysis.criticality import checkpoint_criticality, format_table, load_subset, plot_heatmap
 from pgdat.experiments import EXPERIMENTS, write_summary
 from pgdat.experiments.common import train_run
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgdat.analysis.cli_induced import analyze_run, plot_induced
+from pgdat.analysis.induced import plot_induced
 from pgdat.experiments import EXPERIMENTS, write_summary
 from pgdat.experiments.common import train_run
+from pgdat.experiments.induced_students import analyze_run
 from pgdat.experiments.robust_overfitting import CPU_AT, CPU_NOISE, noise_overrides
 
 PRESETS = {

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgdat.analysis.cli_ntk import analyze_runs
-from pgdat.analysis.ntk import NTKSnapshot
+from pgdat.analysis.ntk import analyze_runs
 from pgdat.experiments import EXPERIMENTS, write_summary
 from pgdat.experiments.common import train_run
+from pgdat.training.ntk_snapshot import NTKSnapshot
 
 PRESETS: dict[str, dict[str, Any]] = {
     # mnist5k, small_cnn (P = 0.65 M), 1,000 training images, 6 epochs of Adam; 32 probes x 10 logits;

@@ -69,7 +69,7 @@ class AttackSwitch(Callback):
 
     def _check_order(self, trainer: Trainer) -> None:
         """The velocity rule reads a metric that an earlier callback must have written in the same epoch."""
-        from pgdat.analysis.ntk import NTKSnapshot
+        from pgdat.training.ntk_snapshot import NTKSnapshot
 
         self._checked = True
         if self.rule != "ntk_velocity":

@@ -43,8 +43,8 @@ class Callback:
 
 CALLBACKS: Registry[type[Callback]] = Registry("callback")
 # modules whose import registers callbacks
-CALLBACK_MODULES = ("pgdat.training.monitors", "pgdat.training.co_monitor", "pgdat.analysis.ntk",
-                    "pgdat.analysis.bn_recalibrate", "pgdat.training.attack_switch",
+CALLBACK_MODULES = ("pgdat.training.monitors", "pgdat.training.co_monitor", "pgdat.training.ntk_snapshot",
+                    "pgdat.training.bn_recal_callback", "pgdat.training.attack_switch",
                     "pgdat.training.spectrum_monitor")
 
 

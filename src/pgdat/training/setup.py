@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import torch
 from torch import nn
 
 from pgdat.config.schema import Config, DataConfig
 from pgdat.errors import PgdatError
+from pgdat.seeding import stream_seed  # noqa: F401  (re-exported for the trainer)
 from pgdat.training.distributed import DistInfo
 
 
@@ -31,12 +31,6 @@ def set_determinism(on: bool) -> None:
     torch.use_deterministic_algorithms(on, warn_only=False)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on
-
-
-def stream_seed(seed: int, epoch: int, rank: int, stream: str) -> int:
-    """A 63-bit seed for one random stream of one epoch on one rank (stable across runs and resumes)."""
-    digest = hashlib.sha256(f"{seed}/{epoch}/{rank}/{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def prepare_data(cfg: DataConfig, seed: int = 0):

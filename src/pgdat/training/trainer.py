@@ -18,7 +18,6 @@ from torch import nn
 
 from pgdat.checkpoint import build_model, load_checkpoint, model_config, remove_stale_temps, save_checkpoint
 from pgdat.config import Config, config_from_dict, config_to_dict
-from pgdat.config.validate import config_warnings, validate_config
 from pgdat.data.bundle import DataBundle
 from pgdat.errors import PgdatError
 from pgdat.memory import TRAIN_BATCH, free_memory, is_oom, largest_fitting, oom_error
@@ -36,6 +35,7 @@ from pgdat.training.kill_hook import kill_after_step, kill_if_reached
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
+from pgdat.training.validate import config_warnings, validate_config
 
 # keys that may differ between a run and its resumption (they do not change what is computed)
 RESUMABLE_CHANGES = {"train.epochs", "train.progress", "train.checkpoint_every", "data.root", "data.download"}

@@ -6,10 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from pgdat.cli.analyze import register_analysis
-from pgdat.errors import PgdatError
+from pgdat.cli.commands import register_analysis
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,19 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (criticality.json, criticality.md, heatmap.png)")
 
 
-def load_subset(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """The first ``n`` test images of ``name`` as float (N, C, H, W) in [0, 1], labels (N,) and their indices."""
-    from pgdat.data import load_dataset
-    from pgdat.data.bundle import as_unit_float
-
-    test = load_dataset(name).test
-    if not 1 <= n <= len(test.y):
-        raise PgdatError(f"--n must be in [1, {len(test.y)}] for {name} (got {n})")
-    return as_unit_float(test.x[:n]).clone(), test.y[:n], test.index[:n].tolist()
-
-
 def run(args: argparse.Namespace) -> int:
-    from pgdat.analysis.criticality import checkpoint_criticality, format_table, plot_heatmap
+    from pgdat.analysis.criticality import checkpoint_criticality, format_table, load_subset, plot_heatmap
     from pgdat.checkpoint import check_fits_dataset, load_checkpoint, resolve_checkpoint
     from pgdat.data import dataset_info
     from pgdat.threat import parse_eps

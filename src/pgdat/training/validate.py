@@ -225,7 +225,6 @@ def _check_components(cfg: Config) -> None:
     and the model is built."""
     import importlib
 
-    import pgdat.data.injected  # noqa: F401  (registers inject_features)
     from pgdat.data.transforms import TRANSFORMS
     from pgdat.models.registry import model_options
     from pgdat.training.callbacks import CALLBACK_MODULES, CALLBACKS

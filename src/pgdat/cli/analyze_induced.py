@@ -6,13 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
-from pgdat.analysis.cli_overfitting import read_history
-from pgdat.analysis.plots import plt
-from pgdat.cli.analyze import register_analysis
-from pgdat.config import config_from_dict
+from pgdat.analysis.induced import plot_induced
+from pgdat.cli.commands import register_analysis
 from pgdat.errors import PgdatError
+from pgdat.experiments.induced_students import analyze_run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,50 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-dispersion", type=int, default=100, help="test points for the local dispersion")
     p.add_argument("--device", default="cpu", help="device that trains the students (default cpu)")
     p.add_argument("--out", default=None, help="output directory (default RUN/induced)")
-
-
-def analyze_run(run: Path, epochs: list[int], out: Path, **kw) -> list[dict]:
-    """One row per epoch: robust test accuracy (from the run's log), IDE test error, local dispersion."""
-    from pgdat.training.setup import prepare_data
-
-    if not (run / "config.yaml").is_file():
-        raise PgdatError(f"{run} has no config.yaml: give a run directory written by pgdat train")
-    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
-    data = prepare_data(cfg.data, cfg.train.seed)
-    hist = {m["epoch"]: m for m in read_history(run)}
-    rows = []
-    for e in epochs:
-        ckpt = run / f"epoch_{e}.pt"
-        if not ckpt.is_file():
-            raise PgdatError(f"{ckpt} is missing: train with --set train.checkpoint_every=K so epoch_N.pt files exist")
-        res = _one(ckpt, cfg, data, out / f"student_epoch_{e}", kw)
-        rows.append({"epoch": e, "robust_test_acc": hist.get(e, {}).get("test_robust_acc"), **res})
-    return rows
-
-
-def _one(ckpt: Path, cfg, data, student_dir: Path, kw: dict) -> dict:
-    from pgdat.analysis.induced import induced_experiment
-
-    return induced_experiment(ckpt, cfg, data, student_dir, **kw)
-
-
-def plot_induced(rows: list[dict], path: Path) -> None:
-    """IDE test error and local dispersion against the epoch, next to the run's robust test accuracy."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ep = [r["epoch"] for r in rows]
-    ax.plot(ep, [100 * r["induced_test_error"] for r in rows], "o-", color="C3", label="IDE test error (%)")
-    ax.plot(ep, [100 * (r["robust_test_acc"] or float("nan")) for r in rows], "s--", color="C0",
-            label="robust test acc (%)")
-    ax.set_xlabel("AT epoch of the checkpoint")
-    ax.set_ylabel("%")
-    ax2 = ax.twinx()
-    ax2.plot(ep, [r["local_dispersion"] for r in rows], "^:", color="C2", label="local dispersion")
-    ax2.set_ylabel("local dispersion (L2^2)")
-    fig.legend(fontsize=8, loc="upper center")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:

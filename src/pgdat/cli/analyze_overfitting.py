@@ -6,18 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from pgdat.analysis.overfitting import plot_robust_overfitting, robust_overfitting
-from pgdat.cli.analyze import register_analysis
-from pgdat.errors import PgdatError
-
-
-def read_history(run: Path) -> list[dict]:
-    """Per-epoch rows of ``run/metrics.jsonl`` (the header line skipped)."""
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        raise PgdatError(f"{run} has no metrics.jsonl: give a run directory written by pgdat train")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r.get("type") != "header"]
+from pgdat.analysis.overfitting import plot_robust_overfitting, read_history, robust_overfitting
+from pgdat.cli.commands import register_analysis
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
