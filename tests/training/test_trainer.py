@@ -82,7 +82,10 @@ def test_ema_is_evaluated_alongside(tmp_path, tiny_overrides):
     Trainer(cfg, tmp_path / "ema", callbacks=[]).fit()
     ckpt = torch.load(tmp_path / "ema" / "last.pt", weights_only=True)
     assert "ema_test_robust_acc" in ckpt["history"][0] and "ema" in ckpt
-    assert pgdat.load_model(tmp_path / "ema", which="ema") is not None
+    # which="ema" loads the averaged weights (was: "is not None", true of any model load_model returns)
+    ema = pgdat.load_model(tmp_path / "ema" / "last.pt", which="ema").state_dict()
+    assert all(torch.equal(ema[k], v) for k, v in ckpt["ema"].items())
+    assert any(not torch.equal(ema[k], ckpt["model"][k]) for k in ckpt["model"])
 
 
 def test_eval_every_evaluates_every_nth_and_last_epoch_and_selects_among_them(tmp_path, tiny_overrides):
