@@ -60,3 +60,31 @@ def test_te_state_survives_resume(tmp_path, tiny_overrides):
     assert torch.equal(a["method_state"]["te_targets"], b["method_state"]["te_targets"])
     strip = lambda h: [{k: v for k, v in r.items() if not k.startswith("time_")} for r in h]  # noqa: E731
     assert strip(a["history"]) == strip(b["history"])
+
+
+def test_trades_te_inner_objective_is_the_references(tiny_model, tiny_batch, monkeypatch):
+    """dongyp13/memorization-AT loss.py TRADES_TE, from epoch es on, ascends
+    (beta / B) * KL_sum(p_clean || p(x')) + w * mean_{b,c}(softmax f(x') - s_hat)^2; pgdat's per-example inner loss
+    summed over the batch must be B times that (same ascent direction for sign and L2-normalised steps)."""
+    import pgdat.methods.temporal_ensembling as te
+
+    captured = {}
+
+    def fake_craft(ctx, x, targets, *, loss, init):
+        captured.update(loss=loss, targets=targets)
+        return x
+
+    monkeypatch.setattr(te, "craft", fake_craft)
+    x, y = tiny_batch
+    ctx = StepContext(attack=AttackConfig(eps=0.1, step_size=0.025, steps=3), attack_model=tiny_model, epoch=4,
+                      index=torch.arange(64), n_index=64, num_classes=4)
+    beta, w_max = 6.0, 300.0
+    build_method("trades_te", {"beta": beta, "w_max": w_max, "start_epoch": 2, "end_epoch": 9})(tiny_model, x, y, ctx)
+    w = w_max * te_ramp(5, 2, 9)
+    targets = captured["targets"]
+    p_clean, s_hat = targets[:, :4], targets[:, 4:]
+    logits_adv = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    log_q = torch.log_softmax(logits_adv, 1)
+    kl_sum = (p_clean * (p_clean.log() - log_q)).sum()  # nn.KLDivLoss(size_average=False)
+    reference = (beta / 64) * kl_sum + w * ((log_q.exp() - s_hat) ** 2).mean()
+    assert captured["loss"](logits_adv, targets).sum().item() == pytest.approx(64 * reference.item(), rel=1e-5)
