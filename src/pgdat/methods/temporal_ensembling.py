@@ -4,8 +4,9 @@ Per-example soft targets S (N, C) are an EMA (momentum 0.9, zero init) of the mo
 predictions, renormalised per row (bias correction). From ``start_epoch`` (1-indexed) an MSE penalty
 w * mean_{b,c}(softmax(f(.)) - s_hat)^2 is added, with w = w_max * r(e) and the sigmoid ramp
 r(e) = exp(-5 (1 - (e - start)/(end - start))^2) up to ``end_epoch``. For PGD-AT the penalty also enters the inner
-maximisation (as in the authors' code); for TRADES the inner step ascends beta * KL + penalty once the penalty is on (the
-authors' ``(beta / B) * KL_sum + w * mean``; plain KL before, as theirs) and the outer penalty uses the clean logits. S lives in ``ctx.state["te_targets"]`` and is saved in every checkpoint.
+maximisation (as in the authors' code); for TRADES the inner step ascends beta * KL + penalty once the penalty is
+on (the authors' ``(beta / B) * KL_sum + w * mean``; plain KL before, as theirs) and the outer penalty uses the
+clean logits. S lives in ``ctx.state["te_targets"]`` and is saved in every checkpoint.
 """
 
 from __future__ import annotations
