@@ -88,3 +88,17 @@ def test_trades_te_inner_objective_is_the_references(tiny_model, tiny_batch, mon
     kl_sum = (p_clean * (p_clean.log() - log_q)).sum()  # nn.KLDivLoss(size_average=False)
     reference = (beta / 64) * kl_sum + w * ((log_q.exp() - s_hat) ** 2).mean()
     assert captured["loss"](logits_adv, targets).sum().item() == pytest.approx(64 * reference.item(), rel=1e-5)
+
+
+def test_robust_overfitting_paper_preset_pairs_differ_only_by_te():
+    """dongyp13/memorization-AT crafts PGD_TE's and its PGD-AT baseline's attacks with model.eval(): both runs of
+    the paper preset must use eval-mode BatchNorm while attacking, and share every other attack setting."""
+    from pgdat.config.loader import config_to_dict
+    from pgdat.experiments.robust_overfitting import planned_runs
+
+    runs = planned_runs("paper")
+    assert [m for _, m, _, _, _ in runs] == ["pgd_at", "pgd_at_te"]
+    cfgs = [load_config(recipe, overrides) for _, _, _, recipe, overrides in runs]
+    assert [c.attack.bn_mode for c in cfgs] == ["eval", "eval"]
+    a, b = (config_to_dict(c) for c in cfgs)
+    assert a["attack"] == b["attack"] and a["optim"] == b["optim"] and a["data"] == b["data"]
