@@ -94,9 +94,11 @@ def test_robust_overfitting_paper_preset_pairs_differ_only_by_te():
     """dongyp13/memorization-AT crafts PGD_TE's and its PGD-AT baseline's attacks with model.eval(): both runs of
     the paper preset must use eval-mode BatchNorm while attacking, and share every other attack setting."""
     from pgdat.config.loader import config_to_dict
-    from pgdat.experiments.robust_overfitting import planned_runs
+    from pgdat.experiments import robust_overfitting as ro
 
-    runs = planned_runs("paper")
+    recipe, overrides, _, _ = ro.PRESETS["paper"]
+    assert load_config(recipe, overrides).attack.bn_mode == "eval"  # the preset's shared settings
+    runs = ro.planned_runs("paper")
     assert [m for _, m, _, _, _ in runs] == ["pgd_at", "pgd_at_te"]
     cfgs = [load_config(recipe, overrides) for _, _, _, recipe, overrides in runs]
     assert [c.attack.bn_mode for c in cfgs] == ["eval", "eval"]
