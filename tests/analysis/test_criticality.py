@@ -111,3 +111,20 @@ def test_rerandomize_draws_are_not_the_runs_own_theta0(tmp_path, tiny_overrides)
             assert fresh.keys() == theta0.keys()
             assert not torch.equal(fresh["net.conv1.weight"], theta0["net.conv1.weight"]), (train_seed, t)
         assert torch.equal(draw(1)["net.conv1.weight"], draw(1)["net.conv1.weight"])  # still seeded
+
+
+def test_summary_spreads_use_the_references_ddof():
+    """paulgavrikov/layer_criticality code/analysis.ipynb: per-layer std over trials by pandas groupby-agg "std"
+    (sample std, ddof 1); model spread over layers by numpy ``mat.std(axis=1)`` (population std, ddof 0)."""
+    import statistics
+
+    cos = torch.tensor([[0.9, 0.5, 0.1], [0.7, 0.5, 0.3], [0.8, 0.2, 0.2]], dtype=torch.float64)  # (trials, layers)
+    units = [crit.LayerUnit(f"l{i}", (f"l{i}",), "stem", i) for i in range(3)]
+    res = crit.CriticalityResult(units, cos, torch.full((3, 3), float("nan")), float("nan"), {})
+    s = res.summary()
+    for j, row in enumerate(s["layers"]):
+        assert row["criticality_std"] == pytest.approx(100 * statistics.stdev(cos[:, j].tolist()), rel=1e-9)
+    per_layer = [100 * (1 - statistics.fmean(cos[:, j].tolist())) for j in range(3)]
+    assert s["std"] == pytest.approx(statistics.pstdev(per_layer), rel=1e-9)
+    one = crit.CriticalityResult(units, cos[:1], torch.full((1, 3), float("nan")), float("nan"), {}).summary()
+    assert all(row["criticality_std"] != row["criticality_std"] for row in one["layers"])  # nan, as pandas

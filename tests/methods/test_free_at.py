@@ -44,7 +44,7 @@ def _replay(fn, model, x, y, ctx, opt=None):
 def test_delta_is_an_fgsm_step_of_the_same_backward_and_stays_in_ball_and_box(tiny_model, tiny_batch):
     x, y = tiny_batch
     model = tiny_model.train()
-    fn, ctx = build_method("free_at", {"m": 4}), _ctx(model)
+    fn, ctx = build_method("free_at", {"m": 4, "box": "project"}), _ctx(model)
     xg = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(F.cross_entropy(model(xg), y), xg)  # the first replay's input gradient (delta = 0)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -58,6 +58,22 @@ def test_delta_is_an_fgsm_step_of_the_same_backward_and_stays_in_ball_and_box(ti
         assert d.abs().max() <= EPS + 1e-6 and (xb + d).min() >= 0 and (xb + d).max() <= 1
         assert torch.isfinite(out["loss"])
     assert (d.abs() > 0.99 * EPS).float().mean() > 0.3  # it accumulates full steps, not a fading start
+
+
+def test_default_box_handling_is_the_references_clamp(tiny_model, tiny_batch):
+    """mahyarnajibi/FreeAdversarialTraining main_free.py, transcribed: the forward pass sees clamp(x + noise, 0, 1);
+    noise += eps * sign(d loss / d noise); noise.clamp_(-eps, eps): no projection into the box, so a saturated pixel
+    gets no gradient and keeps its noise."""
+    x, y = tiny_batch
+    fn, ctx = build_method("free_at", {}), _ctx(tiny_model)
+    noise = torch.zeros_like(x)
+    for _ in range(4):  # replays of a frozen model: the perturbation sequence alone
+        n = noise.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(tiny_model((x + n).clamp(0, 1)), y), n)
+        noise = (noise + EPS * g.sign()).clamp(-EPS, EPS)
+        _replay(fn, tiny_model, x, y, ctx)
+        assert torch.allclose(ctx.state[FREE_DELTA], noise, atol=1e-6)
+    assert ((x + noise < 0) | (x + noise > 1)).any()  # the case that tells the two box handlings apart occurred
 
 
 def test_adversarial_loss_rises_across_replays_of_a_frozen_model(tiny_model, tiny_batch):

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from pgdat.config import AttackConfig
 from pgdat.data import load_dataset
 from pgdat.data.transforms import apply_transforms, long_tail_counts
+from pgdat.errors import PgdatError
 from pgdat.methods import StepContext, build_method
 from pgdat.methods.base import craft
 from pgdat.methods.long_tail import rbl_weights, tail_classes, tail_penalty
@@ -84,3 +85,36 @@ def test_long_tail_methods_train(tiny_model, tiny_batch, name, params):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in tiny_model.parameters())
     if name == "reat":
         assert ctx.state["reat_hist"].sum() == 64 and torch.equal(ctx.state["reat_prev_hist"], ctx.class_counts.float())
+
+
+def test_reat_default_is_the_released_loss(tiny_model, tiny_batch):
+    """GuanlinLee/REAT's loss (the paper's tables) is the default; paper_intent is an option and a different loss."""
+    x, y = tiny_batch
+
+    def loss(params: dict) -> float:
+        ctx = StepContext(attack=AttackConfig(eps=0.1, step_size=0.025, steps=3), attack_model=tiny_model,
+                          generator=torch.Generator().manual_seed(0), class_counts=torch.tensor([300, 100, 30, 10]))
+        return float(build_method("reat", params)(tiny_model, x, y, ctx)["loss_tail"])
+
+    assert loss({}) == loss({"variant": "as_released"}) != loss({"variant": "paper_intent"})
+
+
+@pytest.mark.parametrize("params", [{"tail_reduction": "pairwise", "tail_sign": "as_written"},
+                                    {"variant": "paper_intent", "tail_sign": "as_written"}])
+def test_reat_refuses_a_tail_unbounded_below(params):
+    with pytest.raises(PgdatError, match="unbounded below.*variant: as_released"):
+        build_method("reat", params)
+
+
+def test_paper_intent_tail_is_bounded_below_at_the_released_scale():
+    """Issue 24: the contrastive pairwise TAIL must stay >= -margin * max(W) / D however large the features grow
+    (the released loss's 1/D per-entry scale); without it the push outweighed BSL and training collapsed."""
+    torch.manual_seed(0)
+    y = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0, 3, 3, 0, 1])
+    counts = torch.tensor([100.0, 50.0, 20.0, 5.0])
+    d = 64
+    bound = -1.0 * 2 * (counts.sum() / counts.min()).sqrt() / d
+    for scale in (1.0, 1e2, 1e4):
+        f = scale * torch.randn(12, d)
+        v = tail_penalty(f, y, counts, tail_classes(4), reduction="pairwise", sign="contrastive", margin=1.0)
+        assert v >= bound

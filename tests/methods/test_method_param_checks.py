@@ -19,13 +19,13 @@ BAD = [
     *[("trades", "beta", v) for v in (NAN, -1, INF, "nan", "abc", True, "8/255", [6])],
     *[("mart", "lam", v) for v in (NAN, -0.5, "five", False)],
     ("awp", "base", "nonsense"), ("awp", "base", 3), ("awp", "gamma", -0.01), ("awp", "gamma", NAN),
-    ("awp", "proxy_lr", 0), ("awp", "proxy_lr", -0.01), ("awp", "warmup_epochs", -1), ("awp", "warmup_epochs", 2.5),
+    ("awp", "proxy_lr", 0), ("awp", "proxy_lr", -0.01), ("awp", "start_epoch", 0), ("awp", "start_epoch", 2.5),
     ("awp", "beta", -6),
     ("fgsm_at", "alpha", 0), ("fgsm_at", "alpha", INF), ("rs_fgsm", "alpha", -1.25), ("rs_fgsm", "init_scale", -1),
     ("rs_fgsm", "init_scale", NAN), ("n_fgsm", "k", -1), ("n_fgsm", "k", NAN), ("n_fgsm", "alpha", 0),
     ("n_fgsm", "alpha", "1"),
     ("grad_align", "lam", -1), ("grad_align", "lam", NAN), ("grad_align", "lam", "none"), ("grad_align", "lam", True),
-    ("grad_align", "first_point", "middle"),
+    ("grad_align", "first_point", "middle"), ("grad_align", "bn_mode", "batch"), ("free_at", "box", "wrap"),
     ("reat", "variant", "paper"), ("reat", "tail_reduction", "mean"), ("reat", "tail_sign", "minus"),
     ("reat", "penalty_weight", -0.1), ("reat", "penalty_weight", INF), ("reat", "margin", -1), ("reat", "margin", NAN),
     ("pgd_at_reweight", "beta", 1), ("pgd_at_reweight", "beta", -0.1), ("pgd_at_reweight", "beta", NAN),
@@ -77,14 +77,15 @@ def test_option_relations_are_checked_with_defaults_filled_in():
 
 
 GOOD = [("trades", {"beta": 0}), ("trades", {"beta": 6}), ("trades", {"beta": 1e-3}), ("mart", {"lam": 6}),
-        ("awp", {"base": "trades", "gamma": 0.005, "warmup_epochs": 10, "beta": 6}), ("awp", {"gamma": 0}),
+        ("awp", {"base": "trades", "gamma": 0.005, "start_epoch": 10, "beta": 6}), ("awp", {"gamma": 0}),
         ("n_fgsm", {"k": 0, "alpha": 1}), ("rs_fgsm", {"alpha": 1.25, "init_scale": 0}), ("grad_align", {"lam": None}),
         ("grad_align", {"lam": 0, "first_point": "adv"}), ("reat", {"variant": "as_released", "tail_sign": None}),
         ("reat", {"tail_reduction": "as_released", "tail_sign": "as_written", "penalty_weight": 0, "margin": 0}),
         ("pgd_at_reweight", {"beta": 0}), ("pgd_at_te", {"momentum": 0, "w_max": 0, "start_epoch": 1,
                                                           "end_epoch": 2}),
         ("trades_te", {"start_epoch": 18, "end_epoch": 30}), ("pgd_at_switch", {"before": "pgd2", "after": "none"}),
-        ("free_at", {"m": 1})]
+        ("free_at", {"m": 1}), ("free_at", {"box": "project"}), ("grad_align", {"bn_mode": None}),
+        ("reat", {"variant": "paper_intent", "tail_reduction": "pairwise", "tail_sign": "contrastive"})]
 
 
 @pytest.mark.parametrize(("method", "params"), GOOD, ids=[f"{m}-{p}" for m, p in GOOD])

@@ -107,5 +107,16 @@ def test_awp_warmup_leaves_weights_alone(tiny_model, tiny_batch):
     x, y = tiny_batch
     w0 = [p.detach().clone() for p in tiny_model.parameters()]
     ctx = _ctx(tiny_model, epoch=0)
-    build_method("awp", {"warmup_epochs": 1})(tiny_model, x, y, ctx)
+    build_method("awp", {"start_epoch": 2})(tiny_model, x, y, ctx)
     assert ctx.after_step == [] and all(torch.equal(a, b) for a, b in zip(w0, tiny_model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("epoch", [1, 9, 10, 11])
+def test_awp_perturbs_from_the_references_epoch(tiny_model, tiny_batch, epoch):
+    """csdongxian/AWP trades_AWP/train_trades_cifar.py: ``for epoch in range(1, epochs + 1)`` and
+    ``if epoch >= args.awp_warmup`` (default 10): TRADES-AWP perturbs the weights from the 10th epoch on."""
+    x, y = tiny_batch
+    reference_on = epoch >= 10
+    ctx = _ctx(tiny_model, epoch=epoch - 1)  # the trainer's 0-based counter of the 1-based epoch
+    build_method("awp", {"base": "trades", "gamma": 0.005, "start_epoch": 10})(tiny_model, x, y, ctx)
+    assert (len(ctx.after_step) == 1) == reference_on

@@ -101,11 +101,55 @@ def test_fgsm_at_loss_is_ce_on_the_fgsm_point(tiny_model, tiny_batch):
 
 
 def test_grad_align_lambda_rule_is_capped_outside_its_range(tiny_model, tiny_batch):
+    import copy
+
     x, y = tiny_batch
-    big = StepContext(attack=AttackConfig(eps=0.3, step_size=0.1, steps=1), attack_model=tiny_model,
-                      generator=torch.Generator().manual_seed(0))
+    models = [copy.deepcopy(tiny_model) for _ in range(2)]  # train-mode alignment passes move the BN running stats
+
+    def big(m: torch.nn.Module) -> StepContext:
+        return StepContext(attack=AttackConfig(eps=0.3, step_size=0.1, steps=1), attack_model=m,
+                           generator=torch.Generator().manual_seed(0))
+
     with pytest.warns(UserWarning, match="method.params.lam"):
-        default = build_method("grad_align", {})(tiny_model, x, y, big)
-    big.generator.manual_seed(0)
-    capped = build_method("grad_align", {"lam": 2.0})(tiny_model, x, y, big)
+        default = build_method("grad_align", {})(models[0], x, y, big(models[0]))
+    capped = build_method("grad_align", {"lam": 2.0})(models[1], x, y, big(models[1]))
     assert torch.allclose(default["loss"], capped["loss"])
+
+
+def _ref_cos(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean cosine between the input gradients of the mean CE at a and at b (the references' GradAlign, written
+    from their documented behaviour: train-mode model, examples with a zero gradient left out)."""
+    grads = []
+    for z in (a, b):
+        z = z.detach().clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(F.cross_entropy(model(z), y), z)[0].flatten(1))
+    ok = (grads[0].norm(dim=1) > 0) & (grads[1].norm(dim=1) > 0)
+    return float(F.cosine_similarity(grads[0][ok], grads[1][ok], dim=1).mean())
+
+
+@pytest.mark.parametrize("first_point", ["clean", "adv"])
+def test_grad_align_matches_the_references(tiny_model, tiny_batch, first_point):
+    """Both references (tml-epfl/understanding-fast-adv-training train.py: first gradient at x; gortizji/co_features
+    train/utils.py GradAlign: at the FGSM point) take the second gradient at x + eta, eta ~ U[-eps, eps], around the
+    *clean* point, with the model in train mode (BatchNorm on batch statistics)."""
+    import copy
+
+    x, y = tiny_batch
+    ref_model = copy.deepcopy(tiny_model).train()
+    x_adv = single_step(_ctx(tiny_model), x, y, alpha=1.0, init="zero")
+    eta = (2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) - 1) * EPS  # pgdat's draw of eta
+    cos = _ref_cos(ref_model, x if first_point == "clean" else x_adv, x + eta, y)
+    with torch.no_grad():
+        fgsm_loss = F.cross_entropy(tiny_model(x_adv), y)  # before the train-mode passes move the BN running stats
+    ctx = _ctx(tiny_model)  # the FGSM step from zero draws no random numbers, so eta is the generator's first draw
+    out = build_method("grad_align", {"lam": 0.5, "first_point": first_point})(tiny_model, x, y, ctx)
+    assert float(out["grad_align_cos"]) == pytest.approx(cos, abs=1e-5)
+    assert float(out["loss"]) == pytest.approx(float(fgsm_loss) + 0.5 * (1 - cos), rel=1e-5)
+    assert not tiny_model.training  # the model's mode is restored
+
+
+def test_grad_align_bn_mode_option_follows_the_attack_when_null(tiny_model, tiny_batch):
+    x, y = tiny_batch
+    eta = (2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) - 1) * EPS
+    out = build_method("grad_align", {"lam": 0.5, "bn_mode": None})(tiny_model, x, y, _ctx(tiny_model))
+    assert float(out["grad_align_cos"]) == pytest.approx(_ref_cos(tiny_model.eval(), x, x + eta, y), abs=1e-5)

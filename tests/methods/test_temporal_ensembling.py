@@ -60,3 +60,47 @@ def test_te_state_survives_resume(tmp_path, tiny_overrides):
     assert torch.equal(a["method_state"]["te_targets"], b["method_state"]["te_targets"])
     strip = lambda h: [{k: v for k, v in r.items() if not k.startswith("time_")} for r in h]  # noqa: E731
     assert strip(a["history"]) == strip(b["history"])
+
+
+def test_trades_te_inner_objective_is_the_references(tiny_model, tiny_batch, monkeypatch):
+    """dongyp13/memorization-AT loss.py TRADES_TE, from epoch es on, ascends
+    (beta / B) * KL_sum(p_clean || p(x')) + w * mean_{b,c}(softmax f(x') - s_hat)^2; pgdat's per-example inner loss
+    summed over the batch must be B times that (same ascent direction for sign and L2-normalised steps)."""
+    import pgdat.methods.temporal_ensembling as te
+
+    captured = {}
+
+    def fake_craft(ctx, x, targets, *, loss, init):
+        captured.update(loss=loss, targets=targets)
+        return x
+
+    monkeypatch.setattr(te, "craft", fake_craft)
+    x, y = tiny_batch
+    ctx = StepContext(attack=AttackConfig(eps=0.1, step_size=0.025, steps=3), attack_model=tiny_model, epoch=4,
+                      index=torch.arange(64), n_index=64, num_classes=4)
+    beta, w_max = 6.0, 300.0
+    build_method("trades_te", {"beta": beta, "w_max": w_max, "start_epoch": 2, "end_epoch": 9})(tiny_model, x, y, ctx)
+    w = w_max * te_ramp(5, 2, 9)
+    targets = captured["targets"]
+    p_clean, s_hat = targets[:, :4], targets[:, 4:]
+    logits_adv = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    log_q = torch.log_softmax(logits_adv, 1)
+    kl_sum = (p_clean * (p_clean.log() - log_q)).sum()  # nn.KLDivLoss(size_average=False)
+    reference = (beta / 64) * kl_sum + w * ((log_q.exp() - s_hat) ** 2).mean()
+    assert captured["loss"](logits_adv, targets).sum().item() == pytest.approx(64 * reference.item(), rel=1e-5)
+
+
+def test_robust_overfitting_paper_preset_pairs_differ_only_by_te():
+    """dongyp13/memorization-AT crafts PGD_TE's and its PGD-AT baseline's attacks with model.eval(): both runs of
+    the paper preset must use eval-mode BatchNorm while attacking, and share every other attack setting."""
+    from pgdat.config.loader import config_to_dict
+    from pgdat.experiments import robust_overfitting as ro
+
+    recipe, overrides, _, _ = ro.PRESETS["paper"]
+    assert load_config(recipe, overrides).attack.bn_mode == "eval"  # the preset's shared settings
+    runs = ro.planned_runs("paper")
+    assert [m for _, m, _, _, _ in runs] == ["pgd_at", "pgd_at_te"]
+    cfgs = [load_config(recipe, overrides) for _, _, _, recipe, overrides in runs]
+    assert [c.attack.bn_mode for c in cfgs] == ["eval", "eval"]
+    a, b = (config_to_dict(c) for c in cfgs)
+    assert a["attack"] == b["attack"] and a["optim"] == b["optim"] and a["data"] == b["data"]

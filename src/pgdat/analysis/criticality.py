@@ -136,9 +136,14 @@ class CriticalityResult:
         return 100.0 * (1.0 - self.cos.mean(0))
 
     def summary(self) -> dict[str, Any]:
-        """Per-layer mean/std over trials, model mean/std over layers, per-stage means (all in percent)."""
+        """Per-layer mean/std over trials, model mean/std over layers, per-stage means (all in percent).
+
+        The spreads follow the reference's analysis (paulgavrikov/layer_criticality code/analysis.ipynb): the
+        per-layer std over trials is pandas' ``agg("std")``, the sample std (ddof 1; nan with one trial, as pandas);
+        the model's std over layers is numpy's ``mat.std(axis=1)``, the population std (ddof 0)."""
         crit = self.criticality
-        std = 100.0 * self.cos.std(0, unbiased=False)
+        trials = self.cos.shape[0]
+        std = 100.0 * self.cos.std(0, correction=1) if trials > 1 else torch.full_like(crit, float("nan"))
         rec = self.top1.mean(0) / self.base_top1 if self.base_top1 > 0 else torch.full_like(crit, float("nan"))
         layers = [{"layer": u.name, "stage": u.stage, "depth_index": u.depth_index, "criticality": float(c),
                    "criticality_std": float(s), "top1": float(a), "recovered_acc": float(r)}
@@ -146,7 +151,7 @@ class CriticalityResult:
         stages: dict[str, list[float]] = {}
         for row in layers:
             stages.setdefault(row["stage"], []).append(row["criticality"])
-        return {"mean": float(crit.mean()), "std": float(crit.std(unbiased=False)), "base_top1": self.base_top1,
+        return {"mean": float(crit.mean()), "std": float(crit.std(correction=0)), "base_top1": self.base_top1,
                 "stages": {s: sum(v) / len(v) for s, v in stages.items()}, "layers": layers, "meta": self.meta}
 
 

@@ -21,9 +21,10 @@ PRESETS = {
                         "train.epochs=12", "eval.attack=pgd-10", "eval.n_test=500", "eval.n_final=500",
                         "train.progress=false"], 10.0, 300),
     # REAT's code: CIFAR-10-LT (ratio 50, LDAM-exact), ResNet-18, 80 epochs, lr 0.1 /10 at 60 and 75, PGD-10 in
-    # eval-mode BN; evaluation PGD-20.
+    # eval-mode BN; evaluation PGD-20. MultiStepLR([60, 75]) stepped per epoch decays from (1-based) epochs 61 and 76,
+    # pgdat's multistep milestones (the first decayed epochs, docs/fidelity.md).
     "paper": ("cifar10/pgd_at_preact18", ["model.name=resnet18", "attack.bn_mode=eval", "train.epochs=80",
-                                          "optim.schedule=multistep", "optim.milestones=[60, 75]",
+                                          "optim.schedule=multistep", "optim.milestones=[61, 76]",
                                           "eval.attack=pgd-20"], 50.0, 5000),
 }
 

@@ -25,8 +25,10 @@ PRESETS = {
     # (the paper's 90 -> 150 of 200 epochs, rescaled); the clean-label PGD-AT run is the control.
     "cpu": ("default", CPU_AT + ["eval.final_attacks=clean,pgd-20"], {"start_epoch": 18, "end_epoch": 30},
             [("pgd_at", CPU_NOISE), ("pgd_at_te", CPU_NOISE), ("pgd_at", 0.0)]),
-    # Rice et al. PreAct ResNet-18 recipe; TE with the authors' schedule (start 90, end 150 of 200).
-    "paper": ("cifar10/pgd_at_preact18", [], {"start_epoch": 90, "end_epoch": 150},
+    # Rice et al. PreAct ResNet-18 recipe; TE with the authors' schedule (start 90, end 150 of 200). Both runs craft
+    # with eval-mode BatchNorm, as dongyp13/memorization-AT's PGD_TE and its PGD-AT baseline do (model.eval() while
+    # attacking), so the pair differs only by TE; Rice's own recipe crafts in train mode.
+    "paper": ("cifar10/pgd_at_preact18", ["attack.bn_mode=eval"], {"start_epoch": 90, "end_epoch": 150},
               [("pgd_at", 0.0), ("pgd_at_te", 0.0)]),
 }
 
@@ -36,16 +38,21 @@ def noise_overrides(rate: float) -> list[str]:
     return [f"data.transforms=[{{name: label_noise, rate: {rate}}}]"] if rate > 0 else []
 
 
-@EXPERIMENTS.register("robust-overfitting")
-def run(preset: str, out: Path) -> list[dict[str, Any]]:
+def planned_runs(preset: str) -> list[tuple[str, str, float, str, list[str]]]:
+    """(run name, method, label-noise rate, recipe, overrides) of every run of ``preset``, in order."""
     recipe, overrides, te, runs = PRESETS[preset]
     te_params = "{" + ", ".join(f"{k}: {v}" for k, v in te.items()) + "}"
     method_overrides = {"pgd_at": ["method.name=pgd_at"],
                         "pgd_at_te": ["method.name=pgd_at_te", f"method.params={te_params}"]}
+    return [(method if noise == 0 else f"{method}_noise{noise:g}", method, noise, recipe,
+             overrides + method_overrides[method] + noise_overrides(noise)) for method, noise in runs]
+
+
+@EXPERIMENTS.register("robust-overfitting")
+def run(preset: str, out: Path) -> list[dict[str, Any]]:
     rows, curves, dirs = [], {}, []
-    for method, noise in runs:
-        name = method if noise == 0 else f"{method}_noise{noise:g}"
-        trainer = train_run(recipe, overrides + method_overrides[method] + noise_overrides(noise), out / name)
+    for name, method, noise, recipe, overrides in planned_runs(preset):
+        trainer = train_run(recipe, overrides, out / name)
         s = robust_overfitting(trainer.history)
         curves[name] = trainer.history
         dirs.append(out / name)

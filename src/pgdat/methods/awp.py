@@ -4,6 +4,11 @@ Per step: craft x_adv; copy the weights into a proxy and take one SGD step (``pr
 base loss; perturb every weight tensor with >= 2 dims by v_l = gamma * ||w_l|| / ||d_l|| * d_l (d = proxy - w);
 compute the base loss at w + v (this is what the trainer back-propagates and steps on); remove v after the
 optimizer step, so the gradient taken at w + v is applied to w.
+
+``start_epoch`` (1-based, like every epoch in pgdat): the first epoch with a weight perturbation. Wu et al.'s scripts
+count epochs differently: AT_AWP/train_cifar10.py tests ``epoch >= awp_warmup`` on 0-based epochs (default 0: from
+the first epoch, start_epoch=1), trades_AWP/train_trades_cifar.py on 1-based epochs (default 10: start_epoch=10).
+Because d is normalised per layer, ``proxy_lr`` does not change v (the proxy takes one plain SGD step).
 """
 
 from __future__ import annotations
@@ -45,14 +50,14 @@ def weight_perturbation(model: nn.Module, proxy: nn.Module, objective: Objective
 
 @METHODS.register("awp")
 def awp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, base: str = "pgd_at",
-        gamma: float = 0.01, proxy_lr: float = 0.01, warmup_epochs: int = 0, beta: float = 6.0
+        gamma: float = 0.01, proxy_lr: float = 0.01, start_epoch: int = 1, beta: float = 6.0
         ) -> dict[str, torch.Tensor]:
-    """AWP; ``base`` is pgd_at or trades (``beta`` for trades); no perturbation before ``warmup_epochs``."""
+    """AWP; ``base`` is pgd_at or trades (``beta`` for trades); no perturbation before 1-based ``start_epoch``."""
     if base == "pgd_at":
         x_adv, objective = craft(ctx, x, y), pgd_at_objective
     else:
         x_adv, objective = trades_inner(ctx, x), partial(trades_objective, beta=beta)
-    if ctx.epoch >= warmup_epochs and gamma > 0:
+    if ctx.epoch + 1 >= start_epoch and gamma > 0:  # ctx.epoch is the trainer's 0-based counter
         target = ctx.attack_model
         proxy = ctx.state.setdefault("awp_proxy", copy.deepcopy(target))
         pairs = weight_perturbation(target, proxy, objective, x, x_adv, y, gamma, proxy_lr)
@@ -73,6 +78,7 @@ option_checks(awp, {
     "base": OneOf(AWP_BASES),
     "gamma": Number(lo=0, hint="Wu et al. use 0.01 (AT-AWP) and 0.005 (TRADES-AWP); 0 turns AWP off"),
     "proxy_lr": Number(lo=0, lo_open=True, hint="Wu et al. use 0.01"),
-    "warmup_epochs": Number(lo=0, integer=True, hint="Wu et al. use 0 (AT-AWP) and 10 (TRADES-AWP)"),
+    "start_epoch": Number(lo=1, integer=True, hint="the first (1-based) epoch with AWP; Wu et al.'s defaults are 1 "
+                          "(AT-AWP, awp_warmup 0 on 0-based epochs) and 10 (TRADES-AWP, awp_warmup 10 on 1-based)"),
     "beta": TRADES_BETA,
 })

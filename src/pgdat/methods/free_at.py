@@ -1,10 +1,18 @@
 """``free_at`` (Shafahi et al., NeurIPS 2019, "Adversarial Training for Free!", ``ashafahi/free_adv_train``).
 
-Each minibatch is replayed ``m`` times (m = 8 in the paper). Every replay is one forward/backward pass on x + delta:
-its parameter gradient drives that replay's optimizer step, and its input gradient, from the same backward pass,
-moves the perturbation: delta <- Proj_{ball ∩ box}(delta + eps * sign(grad_x)) (step = eps; for L2 the unit-norm
-gradient direction). One delta of batch shape starts at zero once and is carried across replays *and* across
-minibatches (a warm start for the next batch, as the authors' code does).
+Each minibatch is replayed ``m`` times (m = 8 in the paper). Every replay is one forward/backward pass: its parameter
+gradient drives that replay's optimizer step, and its gradient with respect to the perturbation, from the same
+backward pass, moves it by a step of eps (sign for Linf, the unit-norm direction for L2). ``box`` says how the image
+box is kept:
+
+- ``clamp`` (default, as ``mahyarnajibi/FreeAdversarialTraining`` main_free.py): the forward pass sees
+  clamp_box(x + delta); delta itself is only kept in the eps-ball (delta <- Proj_ball(delta + eps * sign(grad_delta))),
+  so at a saturated pixel the clamp passes no gradient and delta stays where it was.
+- ``project``: delta is projected onto ball ∩ box before every use and after every step, with the gradient taken
+  at x + delta (a deliberate alternative: the model sees the same inputs, but delta differs at saturated pixels).
+
+One delta of batch shape starts at zero once and is carried across replays *and* across minibatches (a warm start
+for the next batch, as the authors' code does).
 
 The trainer does the replaying: ``free_at`` declares ``replay_option = "m"``, so
 :func:`pgdat.methods.build_method` binds ``replays = m`` and the trainer takes m optimizer steps on each minibatch,
@@ -14,8 +22,9 @@ with a standard recipe.
 
 State: delta (B, C, H, W) fp32 lives in ``ctx.state["free_delta"]`` and is saved in every checkpoint (a few MB at
 CIFAR batch 128), so a resumed run continues from the very perturbation an uninterrupted run would use (bit-exact
-resume). Before each use it is projected onto the current batch's ball ∩ box. A short batch (the last one with
-``data.drop_last=false``) uses and updates the first B rows; a batch of another image shape restarts from zero.
+resume). Before each use it is projected onto the current eps-ball (``clamp``) or ball ∩ box (``project``). A short
+batch (the last one with ``data.drop_last=false``) uses and updates the first B rows; a batch of another image shape
+restarts from zero.
 Under DDP each process carries the delta of its own shard, and checkpoints hold the main process's, so a resumed
 multi-process run restarts the other processes from that delta (single-process resume is exact).
 
@@ -29,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgdat.methods.base import METHODS, Number, StepContext, option_checks, train_eps, train_threat
+from pgdat.methods.base import METHODS, Number, OneOf, StepContext, option_checks, train_eps, train_threat
 from pgdat.methods.single_step import CO_MONITOR
 
 FREE_DELTA = "free_delta"  # ctx.state key of the carried perturbation
@@ -48,31 +57,40 @@ def carried_delta(state: dict, x: torch.Tensor) -> torch.Tensor:
     return d[:b]
 
 
+FREE_BOXES = ("clamp", "project")
+
+
 @METHODS.register("free_at")
-def free_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, m: int = 8
+def free_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, m: int = 8, box: str = "clamp"
             ) -> dict[str, torch.Tensor]:
-    """CE at x + delta (delta carried, projected onto ball ∩ box); after the optimizer step delta takes a step of
-    eps along the input gradient of this same backward pass. ``m``: replays of each minibatch (read by the trainer
-    through ``replays``; the loss itself does not depend on it)."""
+    """CE at clamp_box(x + delta) (``box=clamp``) or at x + Proj_{ball ∩ box}(delta) (``project``), delta carried;
+    after the optimizer step delta takes a step of eps along the gradient of this same backward pass. ``m``: replays
+    of each minibatch (read by the trainer through ``replays``; the loss itself does not depend on it)."""
     eps = train_eps(ctx)
     threat = train_threat(ctx, eps)
     x32 = x.float()
     rows = carried_delta(ctx.state, x)
-    delta = threat.project(x32, rows)
-    x_adv = (x32 + delta).to(x.dtype).requires_grad_(True)  # a leaf: backward fills x_adv.grad for free
-    logits = model(x_adv)
+    if box == "clamp":
+        delta = threat.project_ball(rows).requires_grad_(True)  # a leaf: backward fills delta.grad for free
+        leaf = delta
+        logits = model(threat.clamp_box(x32 + delta).to(x.dtype))
+    else:
+        delta = threat.project(x32, rows)
+        leaf = (x32 + delta).to(x.dtype).requires_grad_(True)  # d loss / d x_adv = d loss / d delta
+        logits = model(leaf)
 
     def update() -> None:  # after the optimizer step, from the gradient of the same backward pass
-        if x_adv.grad is None:  # no backward happened (e.g. an out-of-memory probe gave up)
+        if leaf.grad is None:  # no backward happened (e.g. an out-of-memory probe gave up)
             return
         with torch.no_grad():
-            grad = torch.nan_to_num(x_adv.grad.float())  # an fp16 overflow step (skipped by the scaler) leaves inf/nan
-            rows.copy_(threat.project(x32, threat.step(delta, grad, eps)))
+            grad = torch.nan_to_num(leaf.grad.float())  # an fp16 overflow step (skipped by the scaler) leaves inf/nan
+            moved = threat.step(delta.detach(), grad, eps)
+            rows.copy_(threat.project_ball(moved) if box == "clamp" else threat.project(x32, moved))
 
     ctx.after_step.append(update)
     return {"loss": F.cross_entropy(logits.float(), y), "logits_adv": logits}
 
 
 free_at.replay_option = "m"  # type: ignore[attr-defined]
-option_checks(free_at, {"m": Number(lo=1, integer=True, hint="Shafahi et al. use 8")})
+option_checks(free_at, {"m": Number(lo=1, integer=True, hint="Shafahi et al. use 8"), "box": OneOf(FREE_BOXES)})
 free_at.default_callbacks = CO_MONITOR  # type: ignore[attr-defined]

@@ -1,7 +1,12 @@
 """``grad_align`` (Andriushchenko & Flammarion 2020): FGSM-AT plus lambda * (1 - mean cos(grad_x l(x1), grad_x l(x1 +
 eta))), eta ~ U[-eps, eps]; the second gradient is built with ``create_graph`` (double backprop).
 
-``first_point``: ``clean`` (x1 = x, the original method) or ``adv`` (x1 = the FGSM point, as the co_features repo).
+``first_point``: ``clean`` (x1 = x, the original method, tml-epfl/understanding-fast-adv-training train.py) or
+``adv`` (x1 = the FGSM point, as gortizji/co_features train/utils.py ``GradAlign``); either way the second gradient is
+taken at x + eta, around the *clean* point, as both references do.
+``bn_mode``: how BatchNorm runs for the two alignment gradients. Default ``train``: both references keep the model in
+train mode for the whole step (batch statistics; running statistics updated by these passes too). ``eval`` or
+``train_frozen_stats`` are deliberate alternatives; null follows ``attack.bn_mode``.
 ``lam``: None uses the paper's rule lambda(eps) = exp(255 eps ln10 / 8 + ln 0.02) (0.2 at 8/255, 2 at 16/255), capped
 at its 16/255 value (2.0, with a warning) beyond the radii it was used at.
 """
@@ -15,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgdat.attacks.core import attack_mode
+from pgdat.attacks.core import BN_MODES, attack_mode
 from pgdat.methods.base import METHODS, Number, OneOf, StepContext, option_checks, train_eps
 from pgdat.methods.pgd_at import pgd_at_objective
 from pgdat.methods.single_step import CO_MONITOR, single_step
@@ -38,13 +43,16 @@ def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, create_gra
 
 
 def alignment_penalty(model: nn.Module, x1: torch.Tensor, y: torch.Tensor, eps: float,
-                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      generator: torch.Generator | None = None, x2: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """(1 - mean cos, mean cos) over examples whose gradients are both nonzero; cos between grad at x1 (detached)
-    and grad at x1 + eta (double backprop), eta ~ U[-eps, eps] (not clipped to the box, as the paper's code)."""
+    and grad at x2 + eta (double backprop; x2 defaults to x1), eta ~ U[-eps, eps] (not clipped to the box, as the
+    paper's code). Inputs (B, C, H, W)."""
     g1 = input_grad(model, x1, y, create_graph=False).flatten(1)
-    gen_device = generator.device if generator is not None else x1.device
-    eta = (2 * torch.rand(x1.shape, generator=generator, device=gen_device) - 1).to(x1.device) * eps
-    g2 = input_grad(model, x1 + eta, y, create_graph=True).flatten(1)
+    x2 = x1 if x2 is None else x2
+    gen_device = generator.device if generator is not None else x2.device
+    eta = (2 * torch.rand(x2.shape, generator=generator, device=gen_device) - 1).to(x2.device) * eps
+    g2 = input_grad(model, x2 + eta, y, create_graph=True).flatten(1)
     n1, n2 = g1.norm(dim=1), g2.norm(dim=1)
     ok = (n1 > 0) & (n2 > 0)
     cos = (g1 * g2).sum(1) / (n1 * n2).clamp_min(1e-30)
@@ -55,7 +63,7 @@ def alignment_penalty(model: nn.Module, x1: torch.Tensor, y: torch.Tensor, eps: 
 
 @METHODS.register("grad_align")
 def grad_align(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, lam: float | None = None,
-               first_point: str = "clean") -> dict[str, torch.Tensor]:
+               first_point: str = "clean", bn_mode: str | None = "train") -> dict[str, torch.Tensor]:
     """FGSM (zero init, step eps) loss + lam * (1 - cos); returns also ``grad_align_cos`` (detached)."""
     eps = train_eps(ctx)
     if lam is None:
@@ -67,8 +75,8 @@ def grad_align(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepCont
     out = pgd_at_objective(model, x, x_adv, y)
     if lam > 0 and eps > 0:
         x1 = x if first_point == "clean" else x_adv
-        with attack_mode(model, ctx.attack.bn_mode):
-            reg, cos = alignment_penalty(model, x1, y, eps, ctx.generator)
+        with attack_mode(model, bn_mode or ctx.attack.bn_mode):
+            reg, cos = alignment_penalty(model, x1, y, eps, ctx.generator, x2=x)
         out["loss"] = out["loss"] + lam * reg
         out["grad_align_cos"] = cos
     return out
@@ -78,5 +86,6 @@ option_checks(grad_align, {
     "lam": Number(lo=0, optional=True, hint="leave it unset (null) for the paper's lambda(eps): 0.2 at 8/255, 2 at "
                   "16/255; 0 is FGSM-AT"),
     "first_point": OneOf(FIRST_POINTS),
+    "bn_mode": OneOf(BN_MODES, optional=True),
 })
 grad_align.default_callbacks = CO_MONITOR  # type: ignore[attr-defined]

@@ -2,15 +2,21 @@
 
 REAT = RBL (class-weighted CE in the inner maximisation, weights from an effective number of the previous epoch's
 adversarial-example predictions) + BSL (Balanced Softmax on x_adv) + TAIL (a penalty on penultimate features around
-tail-class anchors). Two presets (notes: reat.md §6):
+tail-class anchors). Two presets (notes: reat.md §6; docs/fidelity.md):
 
-- ``variant="paper_intent"`` (default): TAIL reduced pairwise with a contrastive sign (pull same-class features
-  towards a tail anchor, push other classes, the push capped at ``margin``). An UNVERIFIED reading of the abstract.
-  Its pairwise weights sqrt(N/n_i) + sqrt(N/n_j) are large on long-tailed data: on ``pgdat repro reat --preset cpu``
-  (ratio 10) the notes' ``penalty_weight=1`` collapsed training to chance, 0.1 gave tail robust accuracy 47%, 0.01
-  gave 60% (PGD-AT 51%, as_released 61%). Tune ``penalty_weight`` until the paper's equation is checked.
-- ``variant="as_released"``: the authors' code: TAIL collapsed to (1/|T|) sum_i c_i * K_i by the legacy
-  ``KLDivLoss(size_average='none')`` mean, with the code's sign.
+- ``variant="as_released"`` (default): the authors' code (``GuanlinLee/REAT`` loss_functions.py ``REAT``, the loss
+  behind the paper's tables): TAIL collapsed to (1/|T|) sum_i c_i * K_i by the legacy ``KLDivLoss(size_average=
+  'none')`` mean over B x D entries, with the code's sign.
+- ``variant="paper_intent"``: an UNVERIFIED reading of the abstract that differs from the released loss in exactly
+  two ways: TAIL is reduced pairwise (each pair keeps its weight W_ij) and its sign is contrastive (pull same-class
+  features towards a tail anchor, push other classes, each push capped at ``margin`` nats). It keeps the released
+  loss's scale: every KL is divided by the feature dimension D, as the released mean over B x D entries does.
+
+Why the scale matters (issue 24): without the 1/D, the pairwise push weighs up to 2 sqrt(N / n_min) (12 on ratio-10
+data) against a BSL of about 2; on ``pgdat repro reat --preset cpu`` it inflated the penultimate features (norm 2 ->
+13 in six steps), the next steps killed 82% of the ReLU features and training sat at chance (clean 10%). The capped
+push is bounded below, but its bound is reached by growing the features. The one TAIL configuration that is unbounded
+below (``tail_reduction=pairwise`` with ``tail_sign=as_written``: an uncapped push on same-class pairs) is refused.
 
 RBL is inert under sign-PGD with eval-mode BN (a positive per-example factor does not change sign(grad)); it is kept
 as released and the notes' Finding A is a unit test.
@@ -55,7 +61,11 @@ def tail_classes(num_classes: int) -> list[int]:
 
 def tail_penalty(features: torch.Tensor, y: torch.Tensor, counts: torch.Tensor, tail: list[int], *,
                  reduction: str, sign: str, margin: float = 1.0) -> torch.Tensor:
-    """TAIL on penultimate features (B, D): anchors are the batch's tail-class examples; 0 if there are none."""
+    """TAIL on penultimate features (B, D): anchors are the batch's tail-class examples; 0 if there are none.
+
+    ``as_released``: (1/|T|) sum_i c_i K_i, c_i = mean_j s_ij W_ij, K_i = sum_j KL(p_i || q_j) / (B D).
+    ``pairwise``: (1/|T|) sum_i mean_j W_ij term_ij / D, term = s KL (``as_written``) or KL for same-class pairs and
+    -min(KL, margin) otherwise (``contrastive``; bounded below by -margin max(W) / D)."""
     q = F.log_softmax(features.float(), dim=1)  # log q_j over the D feature dimensions
     p = q.detach().exp()  # p_i = stopgrad(q_i)
     kl = (p * p.clamp_min(1e-12).log()).sum(1, keepdim=True) - p @ q.T  # (B, B): KL(p_i || q_j)
@@ -75,7 +85,7 @@ def tail_penalty(features: torch.Tensor, y: torch.Tensor, counts: torch.Tensor, 
             term = torch.where(same, kl, -kl.clamp(max=margin))
         else:
             term = s * kl
-        per_anchor = (pair_w * term).mean(dim=1)
+        per_anchor = (pair_w * term).mean(dim=1) / d  # the released loss's per-entry (1/D) scale
     else:
         raise PgdatError(f"tail_reduction must be one of {', '.join(TAIL_REDUCTIONS)} (got '{reduction}')")
     return (per_anchor * anchors).sum() / n_anchor
@@ -110,7 +120,7 @@ def _previous_histogram(ctx: StepContext, counts: torch.Tensor) -> torch.Tensor:
 
 
 @METHODS.register("reat")
-def reat(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, variant: str = "paper_intent",
+def reat(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, variant: str = "as_released",
          tail_reduction: str | None = None, tail_sign: str | None = None, penalty_weight: float = 1.0,
          margin: float = 1.0) -> dict[str, torch.Tensor]:
     """REAT: RBL-weighted PGD, then Balanced Softmax + penalty_weight * TAIL on the adversarial examples."""
@@ -151,13 +161,27 @@ def pgd_at_reweight(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Ste
     return {"loss": F.cross_entropy(logits.float(), y, weight=w), "logits_adv": logits}
 
 
+def _check_tail(where: str, params: dict) -> None:
+    """Refuse TAIL settings that are unbounded below or that set an option the reduction ignores."""
+    reduction, sign = VARIANTS[params["variant"]]
+    reduction, sign = params["tail_reduction"] or reduction, params["tail_sign"] or sign
+    if reduction == "pairwise" and sign == "as_written" and params["penalty_weight"] > 0:
+        raise PgdatError(f"{where}: tail_reduction=pairwise with tail_sign=as_written is unbounded below (its "
+                         "uncapped push on same-class pairs grows without limit as the features grow); use "
+                         "tail_sign=contrastive (capped at margin) or variant=as_released, e.g. "
+                         "method.params={variant: as_released}")
+    if reduction == "as_released" and params["tail_sign"] == "contrastive":
+        raise PgdatError(f"{where}: tail_sign=contrastive has no effect with tail_reduction=as_released (the released "
+                         "collapsed form has only its own sign); drop tail_sign or use tail_reduction=pairwise")
+
+
 option_checks(reat, {
     "variant": OneOf(tuple(VARIANTS)),
     "tail_reduction": OneOf(TAIL_REDUCTIONS, optional=True),
     "tail_sign": OneOf(TAIL_SIGNS, optional=True),
-    "penalty_weight": Number(lo=0, hint="the REAT notes use 1 (0.01 to 0.1 trained better with variant "
-                             "paper_intent); 0 drops TAIL"),
-    "margin": Number(lo=0, hint="the cap on the push term of the contrastive TAIL; 1 by default, 0 drops the push"),
-})
+    "penalty_weight": Number(lo=0, hint="the released code uses 1 (an implicit weight); 0 drops TAIL"),
+    "margin": Number(lo=0, hint="the cap (nats) on the push term of the contrastive TAIL; 1 by default, 0 drops the "
+                     "push"),
+}, _check_tail)
 # Cui et al.'s class-balanced beta: 1 - beta^n_c must stay > 0 (beta = 1 divides by zero); 0 gives uniform weights
 option_checks(pgd_at_reweight, {"beta": Number(lo=0, hi=1, hi_open=True, hint="Cui et al. use 0.9999")})

@@ -4,7 +4,8 @@ Per-example soft targets S (N, C) are an EMA (momentum 0.9, zero init) of the mo
 predictions, renormalised per row (bias correction). From ``start_epoch`` (1-indexed) an MSE penalty
 w * mean_{b,c}(softmax(f(.)) - s_hat)^2 is added, with w = w_max * r(e) and the sigmoid ramp
 r(e) = exp(-5 (1 - (e - start)/(end - start))^2) up to ``end_epoch``. For PGD-AT the penalty also enters the inner
-maximisation (as in the authors' code); for TRADES the inner step ascends KL + penalty and the outer penalty uses the
+maximisation (as in the authors' code); for TRADES the inner step ascends beta * KL + penalty once the penalty is
+on (the authors' ``(beta / B) * KL_sum + w * mean``; plain KL before, as theirs) and the outer penalty uses the
 clean logits. S lives in ``ctx.state["te_targets"]`` and is saved in every checkpoint.
 """
 
@@ -85,7 +86,9 @@ def pgd_at_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepConte
 def trades_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 6.0,
               momentum: float = 0.9, w_max: float = 300.0, start_epoch: int = 90, end_epoch: int = 150
               ) -> dict[str, torch.Tensor]:
-    """TRADES + TE: inner ascent on KL + w * penalty(f(x')); outer CE(f(x)) + beta KL + w * penalty(f(x))."""
+    """TRADES + TE: inner ascent on KL before ``start_epoch``, then on beta * KL + w * penalty(f(x')) per example
+    (dongyp13/memorization-AT loss.py TRADES_TE: (beta / B) sum_b KL_b + w mean_{b,c}, i.e. 1/B times this sum);
+    outer CE(f(x)) + beta KL + w * penalty(f(x))."""
     w, s_hat = _setup(ctx, x, momentum, w_max, start_epoch, end_epoch)
     with torch.no_grad(), attack_mode(ctx.attack_model, ctx.attack.bn_mode):
         p_clean = F.softmax(ctx.attack_model(x).float(), dim=1)
@@ -96,7 +99,7 @@ def trades_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepConte
         c = p_clean.shape[1]
 
         def inner(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return kl_to_clean(logits, t[:, :c]) + w * te_penalty(logits, t[:, c:])
+            return beta * kl_to_clean(logits, t[:, :c]) + w * te_penalty(logits, t[:, c:])
 
         x_adv = craft(ctx, x, packed, loss=inner, init="normal")
     logits_clean, logits_adv = model(x), model(x_adv)

@@ -1,6 +1,15 @@
 """Learning-rate schedules as pure functions of training progress, recomputed every iteration.
 
 ``lr_at(cfg, t, total)``: t and total in (fractional) epochs, so a run resumed at any step gets the same rate.
+
+Epoch convention (one for the whole library, docs/fidelity.md): epochs are **1-based**, epoch E is the E-th pass over
+the training data, E = 1 .. train.epochs, as the TRADES, MART, TRADES-AWP and memorization-AT scripts count them
+(``for epoch in range(1, epochs + 1)``). The trainer calls ``lr_at`` with t = the epochs completed *after* the step
+(Rice et al.'s ``lr_schedule(epoch + (i + 1) / len(batches))``, 0-based ``epoch``), so a step of epoch E has
+E - 1 < t <= E and :func:`step_epoch` recovers E. ``multistep`` milestone M: every step of epochs E >= M runs at the
+decayed rate, which is what TRADES's ``if epoch >= 75: lr *= 0.1`` does, so "decay at epoch 75" is written 75. A
+script using PyTorch's ``MultiStepLR(milestones=[m])`` stepped once per epoch decays from epoch m + 1: write m + 1.
+``piecewise`` fractions act per step on t (Rice et al. and AT-AWP: decayed once t >= f * total).
 """
 
 from __future__ import annotations
@@ -27,10 +36,17 @@ def piecewise(cfg: OptimConfig, t: float, total: float) -> float:
     return cfg.gamma ** bisect.bisect_right(sorted(m * total for m in cfg.milestones), t)
 
 
+def step_epoch(t: float) -> int:
+    """The 1-based epoch E of the optimizer step after which ``t`` epochs are done (E - 1 < t <= E; 1 for t <= 0).
+    The 1e-9 guards a float sum like 74 + 383/383 that lands a hair above its integer."""
+    return max(1, math.ceil(t - 1e-9))
+
+
 @SCHEDULES.register("multistep")
 def multistep(cfg: OptimConfig, t: float, total: float) -> float:
-    """x gamma at each milestone given in epochs (TRADES: 75, 90, 100)."""
-    return cfg.gamma ** bisect.bisect_right(sorted(cfg.milestones), t)
+    """x gamma at each milestone M, in 1-based epochs: the steps of epochs E >= M are decayed (TRADES and MART:
+    75, 90, 100, i.e. their ``if epoch >= 75``)."""
+    return cfg.gamma ** bisect.bisect_right(sorted(cfg.milestones), step_epoch(t))
 
 
 @SCHEDULES.register("cosine")
