@@ -72,14 +72,18 @@ def _model_and_data(args: argparse.Namespace):
     return model, as_unit_float(x.to(args.device)), y.to(args.device), cfg
 
 
-def _join_process_group(device: str) -> bool:
-    """Join the torchrun process group (WORLD_SIZE > 1; gloo on CPU, NCCL on CUDA); True on the rank that reports."""
+def _join_process_group(args: argparse.Namespace) -> bool:
+    """Join the torchrun process group (WORLD_SIZE > 1; gloo on CPU, NCCL on CUDA, each rank on GPU LOCAL_RANK);
+    True on the rank that reports (rank 0, or the only process)."""
     import os
 
     import torch.distributed as dist
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.device(device).type == "cuda" else "gloo")
+        cuda = torch.device(args.device).type == "cuda"
+        if cuda:
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
@@ -119,11 +123,11 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
 
 def run(args: argparse.Namespace) -> int:
     eps, step_size = _check_options(args)
+    main_rank = _join_process_group(args)  # under torchrun: before the model is placed on this rank's device
     model, x, y, cfg = _model_and_data(args)
     # out of memory: go on at half the batch size, with a warning (also in the JSON): accuracies do not depend on
     # the batch size except through the attacks' random starts, and a long evaluation should not die at the end
     # under torchrun the points are sharded over the ranks; every rank gets the gathered result, rank 0 reports it
-    main_rank = _join_process_group(args.device)
     state = args.state or (f"{args.json_out}.state" if args.json_out else None)
     res = evaluate(model, x, y, attacks=args.attacks, eps=eps, norm=args.norm, batch_size=args.batch_size,
                    step_size=step_size, seed=args.seed, precision=args.precision, on_oom="halve",
