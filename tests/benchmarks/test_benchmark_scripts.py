@@ -61,3 +61,11 @@ def test_bench_memory_prints_both_peaks():
     out = run("bench_memory")
     for row in ("pgdat Trainer PGD-AT step", "plain fp32 AT loop"):
         number(rf"{re.escape(row)}\s+[0-9.]+\s+([0-9.]+)", out)
+
+
+def test_bench_autoattack_prints_both_contenders_with_time_and_accuracy():
+    out = run("bench_autoattack")
+    ref = number(r"reference pyautoattack \(plain, batch 250\):\s+([\d.]+) s", out)
+    ours = number(r"pgdat cascade \(batch \d+, \w+\):\s+([\d.]+) s", out)
+    assert number(r"speed-up ([\d.]+)x", out) == pytest.approx(ref / ours, rel=0.05)
+    assert re.search(r"robust accuracy difference [+-][\d.]+ points", out)

@@ -28,6 +28,15 @@ def save_figure(fig, path: Path, dpi: int = 110) -> Path:
     return path
 
 
+def robust_curve_label(history: list[dict[str, Any]], split: str) -> str:
+    """Legend name of a split's robust curve: the training attack for ``train``; for val/test the per-epoch attack
+    that ``robust_acc_by`` records (``PGD-10, per-epoch``), never just "robust" (it is not the final number)."""
+    if split == "train":
+        return "train robust (training attack)"
+    by = next((m["robust_acc_by"] for m in history if m.get("robust_acc_by")), None)
+    return f"{split} {by}" if by else f"{split} robust"
+
+
 def plot_learning_curves(history: list[dict[str, Any]], path: Path, *, best_epoch: int | None = None,
                          title: str = "") -> Path:
     """Clean (blue) and robust (red) accuracy for train/val/test over epochs, plus the learning rate."""
@@ -39,7 +48,8 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, *, best_epoc
             pts = [(m["epoch"], 100 * m[f"{split}_{kind}_acc"]) for m in history
                    if m.get(f"{split}_{kind}_acc") is not None]
             if pts:
-                ax.plot(*zip(*pts, strict=True), style, color=color, marker="o", ms=3, label=f"{split} {kind}")
+                name = robust_curve_label(history, split) if kind == "robust" else f"{split} {kind}"
+                ax.plot(*zip(*pts, strict=True), style, color=color, marker="o", ms=3, label=name)
     if best_epoch is not None and best_epoch > 0:
         ax.axvline(best_epoch, color="k", alpha=0.4, lw=1)
         ax.annotate(f"best (val) ep {best_epoch}", (best_epoch, ax.get_ylim()[1]), fontsize=8, va="top")

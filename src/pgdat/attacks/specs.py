@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pgdat.attacks.autoattack import autoattack
+from pgdat.attacks.autoattack import COMPONENTS, STANDARD, autoattack, autoattack_component
 from pgdat.attacks.fgsm import fgsm
 from pgdat.attacks.pgd import pgd
 from pgdat.errors import PgdatError
@@ -85,23 +85,37 @@ _register("pgd", 20, True)(_pgd_family("ce"))
 _register("cw", 20, True)(_pgd_family("cw"))
 
 
-def _aa_family(attacks: list[str] | None) -> Builder:
+def _check_unit_box(box: tuple[float, float] | None) -> None:
+    if box != UNIT_BOX:
+        raise PgdatError(f"AutoAttack clamps images to [0,1], so it cannot evaluate box={box}; use pgd-K or "
+                         "cw-K (they honour the box) or data in [0,1] (clip_injected: true)")
+
+
+def _aa_component(name: str) -> Builder:
     def build(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
         def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, seed: int = 0,
-                box: tuple[float, float] | None = UNIT_BOX, **_: object) -> torch.Tensor:
-            if box != UNIT_BOX:
-                raise PgdatError(f"AutoAttack clamps images to [0,1], so it cannot evaluate box={box}; use pgd-K or "
-                                 "cw-K (they honour the box) or data in [0,1] (clip_injected: true)")
-            return autoattack(model, x, y, eps=eps, norm=norm, attacks=attacks, seed=seed, batch_size=x.shape[0])
+                box: tuple[float, float] | None = UNIT_BOX, precision: str = "fp32", **_: object) -> torch.Tensor:
+            _check_unit_box(box)
+            return autoattack_component(model, x, y, name=name, eps=eps, norm=norm, seed=seed, precision=precision)
 
         return run
 
     return build
 
 
-_register("autoattack", 0, False)(_aa_family(None))
-for _name in ("apgd-ce", "apgd-t", "apgd-dlr", "fab", "fab-t", "square"):
-    _register(_name, 0, False)(_aa_family([_name]))
+for _name in COMPONENTS:
+    _register(_name, 0, False)(_aa_component(_name))
+AUTOATTACK = "autoattack"  # in a list of specs: the standard components, one cascade step each (expand_specs)
+
+
+@_register(AUTOATTACK, 0, False)
+def _autoattack(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, seed: int = 0,
+            box: tuple[float, float] | None = UNIT_BOX, precision: str = "fp32", **_: object) -> torch.Tensor:
+        _check_unit_box(box)
+        return autoattack(model, x, y, eps=eps, norm=norm, seed=seed, precision=precision)
+
+    return run
 
 _SPEC = re.compile(r"^(?P<name>[a-z][a-z-]*?)(?:-(?P<steps>\d+)(?:x(?P<restarts>\d+))?)?$")
 
@@ -123,13 +137,22 @@ def parse_attack(spec: str) -> EvalAttack:
                       run=builder(steps, restarts))
 
 
+def expand_specs(specs: str | list[str]) -> list[str]:
+    """The spec strings of a comma-separated string or list, with ``autoattack`` replaced by its standard
+    components (``apgd-ce, apgd-t, fab-t, square``), so each is one step of the cascade."""
+    items = [s.strip().lower() for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
+    return [c for s in items for c in (STANDARD if s == AUTOATTACK else (s,))]
+
+
 def parse_attacks(specs: str | list[str]) -> list[EvalAttack]:
-    """Parse a comma-separated string or a list of specs; duplicates are an error."""
-    items = [s for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
+    """Parse a comma-separated string or a list of specs (``autoattack`` expanded by :func:`expand_specs`);
+    duplicates are an error."""
+    items = expand_specs(specs)
     if not items:
         raise PgdatError("no attacks given: pass e.g. --attacks clean,pgd-20")
     parsed = [parse_attack(s) for s in items]
     names = [a.spec for a in parsed]
     if len(set(names)) != len(names):
-        raise PgdatError(f"attack list has duplicates: {', '.join(names)}")
+        raise PgdatError(f"attack list has duplicates: {', '.join(names)} (autoattack already runs "
+                         f"{', '.join(STANDARD)}); e.g. clean,pgd-20,autoattack")
     return parsed

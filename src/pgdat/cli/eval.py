@@ -13,6 +13,8 @@ from pgdat.checkpoint import atomic_write_bytes, check_fits_dataset, load_checkp
 from pgdat.cli.commands import register_command
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
+from pgdat.eval.labels import cascade_label
+from pgdat.eval.progress import PrintProgress
 from pgdat.memory import CLI_EVAL_BATCH
 from pgdat.runinfo import run_info
 from pgdat.threat import parse_eps
@@ -40,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masking-checks", action="store_true",
                    help="also run the gradient-masking guards (zero gradients, steps/eps monotonicity, black box)")
     p.add_argument("--json", dest="json_out", default=None, help="write results as JSON to this file")
+    p.add_argument("--state", default=None,
+                   help="resume file (default: next to --json, JSON.state): rewritten after every attacked batch, so "
+                        "a killed evaluation rerun with the same options goes on where it stopped; removed at the end")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress lines on stderr (default: one line per attacked batch: points left, robust "
+                        "accuracy so far, s/batch, ETA)")
 
 
 def _model_and_data(args: argparse.Namespace):
@@ -62,6 +70,21 @@ def _model_and_data(args: argparse.Namespace):
     if args.n:
         x, y = x[:args.n], y[:args.n]
     return model, as_unit_float(x.to(args.device)), y.to(args.device), cfg
+
+
+def _join_process_group(args: argparse.Namespace) -> bool:
+    """Join the torchrun process group (WORLD_SIZE > 1; gloo on CPU, NCCL on CUDA, each rank on GPU LOCAL_RANK);
+    True on the rank that reports (rank 0, or the only process)."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        cuda = torch.device(args.device).type == "cuda"
+        if cuda:
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
@@ -100,23 +123,31 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
 
 def run(args: argparse.Namespace) -> int:
     eps, step_size = _check_options(args)
+    main_rank = _join_process_group(args)  # under torchrun: before the model is placed on this rank's device
     model, x, y, cfg = _model_and_data(args)
     # out of memory: go on at half the batch size, with a warning (also in the JSON): accuracies do not depend on
     # the batch size except through the attacks' random starts, and a long evaluation should not die at the end
+    # under torchrun the points are sharded over the ranks; every rank gets the gathered result, rank 0 reports it
+    state = args.state or (f"{args.json_out}.state" if args.json_out else None)
     res = evaluate(model, x, y, attacks=args.attacks, eps=eps, norm=args.norm, batch_size=args.batch_size,
                    step_size=step_size, seed=args.seed, precision=args.precision, on_oom="halve",
-                   batch_option=CLI_EVAL_BATCH)
+                   batch_option=CLI_EVAL_BATCH, progress=None if args.no_progress or not main_rank else PrintProgress(),
+                   state_path=state, distributed=True)
+    if not main_rank:
+        return 0
     args.batch_size = res.batch_size  # the checks below use the batch size that fitted
     print(f"model {cfg['name']} ({args.checkpoint or 'fresh init'}), data {args.data} test, n={res.n}, "
           f"{args.norm} eps={eps:.5g} ({eps * 255:.2f}/255), seed {args.seed}")
+    print(f"robust accuracy by: {cascade_label(args.attacks)} (a cascade: each attack only sees the points the "
+          "previous ones left)")
     print(f"{'attack':<14}{'accuracy':>10}{'seconds':>10}")
     for name, acc in res.accuracy.items():
         print(f"{name:<14}{100 * acc:>9.2f}%{res.seconds[name]:>10.1f}")
     per_class = res.per_class(y, cfg["num_classes"])
     last = list(per_class)[-1]
     print(f"per class ({last}): " + " ".join(f"{c}:{100 * a:.1f}" for c, a in enumerate(per_class[last])))
-    out = {**res.to_dict(), "per_class": per_class, "data": args.data, "checkpoint": args.checkpoint, "model": cfg,
-           "info": run_info(x.device)}
+    out = {**res.to_dict(), "robust_accuracy_by": cascade_label(args.attacks), "per_class": per_class,
+           "data": args.data, "checkpoint": args.checkpoint, "model": cfg, "info": run_info(x.device)}
     if args.sanity:
         checks = sanity_checks(model, x[:args.batch_size], y[:args.batch_size], eps=eps, norm=args.norm)
         for c in checks:

@@ -103,7 +103,9 @@ class EvalConfig:
     select_by: str = "val_robust_acc"  # best.pt criterion: val_robust_acc | val_clean_acc (never a test metric)
     every: int = 1                     # evaluate val/test every N epochs and on the last; best.pt is chosen among
     #                                    the evaluated epochs (validation only, as always)
-    final_attacks: str = "clean,pgd-20"  # final evaluation of best.pt and last.pt on the test set
+    final_attacks: str = "clean,apgd-ce,apgd-t"  # final evaluation of best.pt and last.pt on the test set: a
+    #                                    cascade, AutoAttack-grade by default (the reference's APGD-CE, then APGD-T
+    #                                    with the DLR loss on 9 target classes); "autoattack" = standard AutoAttack
     n_final: int = 1000
 
 

@@ -6,19 +6,27 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from pgdat.attacks.autoattack import COMPONENTS
 from pgdat.attacks.core import attack_mode, check_inputs, check_logits
 from pgdat.attacks.specs import ATTACKS, EvalAttack, parse_attacks
 from pgdat.data.bundle import as_unit_float
 from pgdat.errors import PgdatError
 from pgdat.eval.checks import output_warnings
+from pgdat.eval.progress import BatchEvent
+from pgdat.eval.shard import Shard
+from pgdat.eval.state import EvalState, fingerprint, open_state
 from pgdat.memory import API_BATCH, Batcher, BatchOption
 from pgdat.precision import resolve_precision
 from pgdat.threat import UNIT_BOX, ThreatModel
+
+Progress = Callable[[BatchEvent], None]
 
 
 @dataclass
@@ -78,24 +86,72 @@ def _predict(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batcher: Batche
     return pred
 
 
-def _run_attack(model: nn.Module, attack: EvalAttack, x: torch.Tensor, y: torch.Tensor, robust: torch.Tensor, *,
-                threat: ThreatModel, step_size: float | None, batcher: Batcher, seed: int, precision: str) -> None:
-    """Attack the still-robust points in batches and clear ``robust`` (N,) in place where the attack succeeds."""
-    idx = robust.nonzero().squeeze(1)
+def _attack_seed(attack: EvalAttack, seed: int, k: int) -> int:
+    """Seed of the k-th attack: the reference AutoAttack seeds every component with the same seed (so pgdat's
+    cascade reproduces its run on the same points); pgdat's own attacks get seed + k."""
+    return seed if attack.family in COMPONENTS else seed + k
+
+
+def _begin(state: EvalState, attack: EvalAttack, device: torch.device, seed: int) -> None:
+    """Start ``attack`` in ``state`` (unless a resumed state is already inside it)."""
+    if state.current == attack.spec:
+        return
+    gen = torch.Generator(device=device).manual_seed(seed)
+    state.current, state.start, state.pos, state.gen, state.elapsed = attack.spec, state.robust.clone(), 0, \
+        gen.get_state(), 0.0
+
+
+def _run_attack(model: nn.Module, attack: EvalAttack, x: torch.Tensor, y: torch.Tensor, state: EvalState, *,
+                threat: ThreatModel, step_size: float | None, batcher: Batcher, seed: int, precision: str,
+                progress: Progress | None = None) -> None:
+    """Attack the still-robust points (those robust when the attack began) in batches from ``state.pos`` on and
+    clear ``state.robust`` (N,) where the attack succeeds, as re-checked in fp32 (the attack may run in bf16/fp16,
+    where a rounded argmax can invent a success). After each batch the state is saved and ``progress`` told."""
+    _begin(state, attack, x.device, seed)
+    idx = state.start.nonzero().squeeze(1)
     if idx.numel() == 0 or threat.eps == 0:
         return
-    gen = torch.Generator(device=x.device).manual_seed(seed)
+    gen = torch.Generator(device=x.device)
+    gen.set_state(state.gen)
+    base, t0, elapsed0, robust = state.pos, time.perf_counter(), state.elapsed, state.robust
 
     def step(i: int, j: int) -> None:
-        b = idx[i:j]
+        b = idx[base + i:base + j]
         x_adv = attack.run(model, x[b], y[b], eps=threat.eps, norm=threat.norm, box=threat.box, step_size=step_size,
                            generator=gen, precision=precision, seed=seed)
         if threat.norm_of(x_adv.float() - x[b].float()).max() > threat.eps * (1 + 1e-4) + 1e-6:
             raise RuntimeError(f"attack {attack.spec} left the {threat.norm} ball of radius {threat.eps}")
-        with torch.no_grad():
-            robust[b] = model(x_adv).argmax(dim=1).eq(y[b])
+        with torch.no_grad():  # fp32, outside any autocast: only a success that holds in fp32 counts
+            robust[b] = model(x_adv.float()).argmax(dim=1).eq(y[b])
+        state.pos, state.gen, state.batch_size = base + j, gen.get_state(), batcher.size
+        state.elapsed = elapsed0 + time.perf_counter() - t0
+        state.save()
+        if progress is not None:
+            done = base + j
+            progress(BatchEvent(attack.spec, -(-done // batcher.size), -(-done // batcher.size)
+                                + -(-(idx.numel() - done) // batcher.size), idx.numel() - done,
+                                int(robust.sum()), robust.numel(), state.elapsed))
 
-    batcher.run(idx.numel(), step, f"attack {attack.spec}")
+    batcher.run(idx.numel() - base, step, f"attack {attack.spec}")
+
+
+def _cascade(model: nn.Module, parsed: list[EvalAttack], x: torch.Tensor, y: torch.Tensor, state: EvalState, *,
+             threat: ThreatModel, step_size: float | None, batcher: Batcher, seed: int, precision: str,
+             progress: Progress | None) -> None:
+    """Run (or go on with) the cascade on (x (n, C, H, W), y (n,)): ``state.flags`` gets clean and every attack."""
+    if "clean" not in state.flags:
+        t0 = time.perf_counter()
+        state.robust = _predict(model, x, y, batcher).eq(y)
+        state.flags["clean"], state.seconds["clean"] = state.robust.clone(), time.perf_counter() - t0
+        state.save()
+    for k, attack in enumerate(a for a in parsed if a.family != "clean"):
+        if attack.spec in state.flags:
+            continue
+        _run_attack(model, attack, x, y, state, threat=threat, step_size=step_size, batcher=batcher,
+                    seed=_attack_seed(attack, seed, k), precision=precision, progress=progress)
+        state.flags[attack.spec], state.seconds[attack.spec] = state.robust.clone(), state.elapsed
+        state.current, state.start, state.pos, state.gen, state.elapsed = None, None, 0, None, 0.0
+        state.save()
 
 
 def evaluate(
@@ -114,11 +170,15 @@ def evaluate(
     on_oom: str = "raise",
     batch_option: BatchOption = API_BATCH,
     box: tuple[float, float] | None = UNIT_BOX,
+    progress: Progress | None = None,
+    state_path: str | Path | None = None,
+    distributed: bool = False,
 ) -> EvalResult:
     """Accuracy of ``model`` on (x (N, C, H, W) in [0,1] or uint8, y (N,)) under a cascade of attacks.
 
-    attacks: specs such as ``"clean,pgd-20,autoattack"``. eps: radius in pixel units. step_size: for pgd/cw,
-    default 2.5*eps/K. precision: autocast for attack passes (predictions that decide robustness run in fp32).
+    attacks: specs such as ``"clean,pgd-20,autoattack"`` (autoattack: its standard components apgd-ce, apgd-t,
+    fab-t, square, one cascade step each). eps: radius in pixel units. step_size: for pgd/cw, default 2.5*eps/K.
+    precision: autocast for attack passes; every success is re-checked in fp32 before it counts.
     The model is evaluated in eval mode (with a loud warning if it was in train mode) and its mode is restored.
     on_oom: running out of memory at ``batch_size`` either raises a PgdatError with the largest batch size that
     fits (``raise``) or halves the batch size and goes on, with a warning kept in ``warnings`` (``halve``: results
@@ -127,6 +187,11 @@ def evaluate(
     (default [0,1]); None for data outside [0,1] by construction (unclipped injected features): x may take any
     finite values and perturbations are held to the eps-ball only (no clamp), so the attacks stay inside the threat
     model instead of moving out-of-box pixels by more than eps.
+    progress: called with a :class:`BatchEvent` after every attacked batch (e.g. :class:`PrintProgress`).
+    state_path: resume file, rewritten after every batch and removed at the end; if it exists (from a killed run
+    of the same evaluation) the evaluation goes on from it, to the result of an uninterrupted run.
+    distributed: under torchrun, shard the points over the ranks (rank r: points r::world; its state file gets
+    ``.rank{r}``) and gather one result on every rank.
     """
     if batch_size < 1:
         raise PgdatError(f"batch_size must be >= 1 (got {batch_size})")
@@ -135,24 +200,25 @@ def evaluate(
     x = as_unit_float(x) if x.dtype == torch.uint8 else x
     check_inputs(x, y, threat.box)
     precision = resolve_precision(precision, x.device)
-    batcher = Batcher(batch_size, x.device, batch_option, on_oom)
+    shard = Shard.current() if distributed else Shard()
+    n, x, y = int(y.numel()), shard.take(x), shard.take(y)
+    if state_path is not None and shard.world > 1:
+        state_path = Path(f"{state_path}.rank{shard.rank}")
+    key = {"attacks": [a.spec for a in parsed], "eps": float(eps), "norm": norm, "seed": seed, "precision": precision,
+           "step_size": step_size, "box": list(threat.box) if threat.box else None, "shard": [shard.rank, shard.world]}
+    state, _ = open_state(state_path, fingerprint(model, x, y, key) if state_path else key, x.device)
+    batcher = Batcher(state.batch_size or batch_size, x.device, batch_option, on_oom)
     if model.training:
         warnings.warn("evaluate() got a model in train mode: BatchNorm/dropout would make the attack and the "
                       "accuracy wrong, so it is switched to eval mode for the evaluation (and restored after)",
                       stacklevel=2)
     with attack_mode(model, "eval"):
-        flags: dict[str, torch.Tensor] = {}
-        seconds: dict[str, float] = {}
-        t0 = time.perf_counter()
-        robust = _predict(model, x, y, batcher).eq(y)
-        flags["clean"], seconds["clean"] = robust.clone(), time.perf_counter() - t0
+        _cascade(model, parsed, x, y, state, threat=threat, step_size=step_size, batcher=batcher, seed=seed,
+                 precision=precision, progress=progress)
         notes = output_warnings(model, x[:batcher.size], y[:batcher.size]) if checks else []
-        for k, attack in enumerate(a for a in parsed if a.family != "clean"):
-            t0 = time.perf_counter()
-            _run_attack(model, attack, x, y, robust, threat=threat, step_size=step_size, batcher=batcher,
-                        seed=seed + k, precision=precision)
-            flags[attack.spec], seconds[attack.spec] = robust.clone(), time.perf_counter() - t0
-    n = int(y.numel())
+    flags = {k: shard.gather(v, n) for k, v in state.flags.items()}
+    seconds = {k: shard.max(v, x.device) for k, v in state.seconds.items()}
+    state.remove()
     accuracy = {k: float(v.double().mean()) if n else float("nan") for k, v in flags.items()}
     for w in notes:
         warnings.warn(w, stacklevel=2)
@@ -185,6 +251,6 @@ def check_batch_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, atta
     with attack_mode(model, "eval"):
         _predict(model, xb, yb, batcher)
         for attack in (_one_step(a) for a in parsed if a.family != "clean"):
-            everyone = torch.ones(n, dtype=torch.bool, device=xb.device)
+            everyone = EvalState(key={}, robust=torch.ones(n, dtype=torch.bool, device=xb.device))
             _run_attack(model, attack, xb, yb, everyone, threat=threat, step_size=step_size, batcher=batcher,
                         seed=seed, precision=precision)

@@ -53,7 +53,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                             "attack.steps=10", "attack.bn_mode=train", "optim.name=sgd", "optim.lr=0.2",
                             "optim.momentum=0.9", "optim.weight_decay=5e-4", "optim.schedule=cyclic",
                             "optim.peak=0.5", "train.epochs=30", "train.seed=42", "eval.attack=pgd-10",
-                            "eval.n_test=1000", "eval.step_size=2/255", "eval.final_attacks=clean,fgsm,pgd-50x10",
+                            "eval.n_test=1000", "eval.step_size=2/255",
+                            "eval.final_attacks=clean,fgsm,pgd-50x10,autoattack",
                             "eval.n_final=10000"],
               "pgd_step": None,  # 2/255, from the recipe
               "monitor": "{name: co_monitor, n_train: 1000, n_val: 1000}",

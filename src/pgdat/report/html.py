@@ -47,6 +47,13 @@ def _img(src: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="{src}">'
 
 
+def curve_name(run: Run, split: str, kind: str) -> str:
+    """``val PGD-10, per-epoch`` for a per-epoch robust curve (the attack that produced it), ``val clean`` else."""
+    from pgdat.analysis.plots import robust_curve_label
+
+    return robust_curve_label(run.history, split) if kind == "robust" else f"{split} {kind}"
+
+
 def curves_figure(runs: list[Run], *, key_sets: list[tuple[str, str]] | None = None, title: str = "") -> str:
     """Clean/robust accuracy per epoch (train/val/test) for each run, best epochs marked; returns a data URL."""
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -57,7 +64,7 @@ def curves_figure(runs: list[Run], *, key_sets: list[tuple[str, str]] | None = N
                 ys = [m.get(f"{split}_{kind}_acc") for m in run.history]
                 if any(v is not None for v in ys):
                     ax.plot(ep, [100 * v if v is not None else float("nan") for v in ys], style, color=f"C{i}",
-                            alpha=alpha, label=f"{run.name} {split} {kind}")
+                            alpha=alpha, label=f"{run.name} {curve_name(run, split, kind)}")
         best = run.final.get("best_epoch")
         if best:
             ax.axvline(best, color=f"C{i}", lw=1, alpha=0.4)
@@ -129,7 +136,9 @@ def run_section(run: Run) -> str:
         block = run.final.get(which)
         if block:
             label = f"{which} (epoch {run.final.get('best_epoch')})" if which == "best" else which
-            parts.append(f"<h3>final evaluation, {html.escape(label)}, n={run.final.get('n')}</h3>")
+            by = run.final.get("robust_accuracy_by") or run.final.get("attacks", "")
+            parts.append(f"<h3>final evaluation, {html.escape(label)}, n={run.final.get('n')}, robust accuracy by "
+                         f"{html.escape(str(by))}</h3>")
             parts.append(_table([{"attack": k, "accuracy": v} for k, v in block["accuracy"].items()]))
     for prefixes, label in ((("co_",), "CO monitor"), (("grad_norm",), "gradient norm")):
         fig = traces_figure(run, prefixes, label)

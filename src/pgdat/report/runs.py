@@ -59,7 +59,9 @@ def _final_acc(run: Run, which: str, key: str) -> float | None:
 
 
 def summary_row(run: Run) -> dict[str, Any]:
-    """One comparison row: best (validation-selected) and last robust/clean test accuracy, wall time, passes."""
+    """One comparison row: best (validation-selected) and last robust/clean test accuracy, the attacks behind the
+    final robust numbers (``final_attacks``) and behind the per-epoch curve (``per_epoch_attack``), wall time,
+    passes."""
     method, attack = run.config["method"]["name"], run.config["attack"]
     passes = PASSES.get(method)
     wall = sum(m.get("time_train", 0) + m.get("time_eval", 0) for m in run.history)
@@ -68,7 +70,9 @@ def summary_row(run: Run) -> dict[str, Any]:
             "best_epoch": run.final.get("best_epoch", last.get("best_epoch")),
             "best_robust": _final_acc(run, "best", "robust"), "last_robust": _final_acc(run, "last", "robust"),
             "best_clean": _final_acc(run, "best", "clean"), "last_clean": _final_acc(run, "last", "clean"),
-            "final_attacks": run.final.get("attacks"), "wall_s": round(wall, 1),
+            "final_attacks": run.final.get("robust_accuracy_by") or run.final.get("attacks"),
+            "per_epoch_attack": next((m["robust_acc_by"] for m in run.history if m.get("robust_acc_by")), None),
+            "wall_s": round(wall, 1),
             "passes_per_example": passes(attack) if passes else None}
 
 

@@ -138,7 +138,8 @@ class ConsoleLogger(Callback):
             v = m.get(key)
             return "  -  " if v is None else f"{100 * v:5.1f}"
 
+        rob = trainer.cfg.eval.attack.upper()  # the per-epoch attack, not the final (AutoAttack-grade) number
         print(f"epoch {m['epoch']:>3} | loss {m['train_loss']:.4f} | train rob {pct('train_robust_acc')} | "
-              f"val clean {pct('val_clean_acc')} rob {pct('val_robust_acc')} | test clean {pct('test_clean_acc')} "
-              f"rob {pct('test_robust_acc')} | lr {m['lr']:.4g} | {m['time_train']:.1f}s+{m['time_eval']:.1f}s",
+              f"val clean {pct('val_clean_acc')} {rob} {pct('val_robust_acc')} | test clean {pct('test_clean_acc')} "
+              f"{rob} {pct('test_robust_acc')} | lr {m['lr']:.4g} | {m['time_train']:.1f}s+{m['time_eval']:.1f}s",
               flush=True)

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from pgdat.attacks.specs import expand_specs
 from pgdat.checkpoint import atomic_write_bytes, load_model
 from pgdat.data.bundle import as_unit_float
 from pgdat.eval import EvalResult, check_batch_fits, evaluate
+from pgdat.eval.labels import cascade_label, per_epoch_label
+from pgdat.eval.progress import PrintProgress
 from pgdat.memory import EVAL_BATCH
-from pgdat.training.distributed import all_reduce_sum
+from pgdat.training.distributed import all_reduce_sum, barrier
 
 if TYPE_CHECKING:  # pragma: no cover
     from pgdat.training.trainer import Trainer
@@ -82,7 +85,8 @@ def preflight_evaluation(trainer: Trainer, model: nn.Module) -> None:
 
 
 def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dict[str, Any]:
-    """``{prefix}val_clean_acc``, ``val_robust_acc``, ``test_clean_acc``, ``test_robust_acc`` for this epoch."""
+    """``{prefix}val_clean_acc``, ``val_robust_acc``, ``test_clean_acc``, ``test_robust_acc`` for this epoch, and
+    ``robust_acc_by``: the per-epoch attack that produced the robust ones (``PGD-10, per-epoch``)."""
     data, cfg, out = trainer.data, trainer.cfg, {}
     splits = [("val", data.val), ("test", data.test)]
     for name, split in splits:
@@ -92,6 +96,7 @@ def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dic
         x = as_unit_float(split.x[:n].to(trainer.device))
         clean, robust, per_class = _split_accuracy(trainer, model, x, split.y[:n].to(trainer.device))
         out[f"{prefix}{name}_clean_acc"], out[f"{prefix}{name}_robust_acc"] = clean, robust
+        out["robust_acc_by"] = per_epoch_label(cfg.eval.attack)  # the curve's attack: not the number to quote
         if name == "test" and not prefix:
             out |= per_class_metrics("test", per_class, class_groups(trainer.class_counts))
     return out
@@ -105,35 +110,48 @@ def final_test_batch(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
     return as_unit_float(test.x[:n].to(trainer.device)), test.y[:n].to(trainer.device)
 
 
-def evaluate_final(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> EvalResult:
+def evaluate_final(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch.Tensor, which: str | None = None
+                   ) -> EvalResult:
     """``model`` under ``eval.final_attacks`` on (x, y) as the end-of-run evaluation runs it: the run's threat
-    model (eps, norm, box) and memory format, halving ``eval.batch_size`` on running out of memory."""
+    model (eps, norm, box) and memory format, halving ``eval.batch_size`` on running out of memory; sharded over
+    the ranks under torchrun; with ``which`` (best, last) resumable from ``RUN/final_{which}.state`` (written after
+    every batch, removed at the end); a progress line per batch on stderr when ``train.progress`` is on (main
+    process only)."""
     cfg = trainer.cfg
     if trainer.channels_last:  # the training run's memory format (faster convolutions)
         model = model.to(memory_format=torch.channels_last)
+    show = cfg.train.progress and trainer.dist.is_main
     return evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                     batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                    on_oom="halve", batch_option=EVAL_BATCH, box=trainer.box)
+                    on_oom="halve", batch_option=EVAL_BATCH, box=trainer.box,
+                    progress=PrintProgress(prefix=f"[final {which or 'model'}] ") if show else None,
+                    state_path=trainer.out / f"final_{which}.state" if which else None, distributed=True)
 
 
 def final_evaluation(trainer: Trainer) -> dict[str, Any]:
     """Evaluate best.pt and last.pt with ``eval.final_attacks`` on the first ``eval.n_final`` test images;
-    write ``final.json`` and return it."""
+    write ``final.json`` (main process) and return it. Every rank takes part (the points are sharded over ranks
+    under torchrun). ``robust_accuracy_by`` names the attacks behind each robust accuracy."""
     cfg = trainer.cfg
+    barrier(trainer.dist)  # best.pt / last.pt are written by the main process
     x, y = final_test_batch(trainer)
     summary: dict[str, Any] = {"n": int(y.numel()), "eps": cfg.attack.eps, "norm": cfg.attack.norm,
-                               "attacks": cfg.eval.final_attacks, "best_epoch": trainer.best["epoch"],
-                               "selected_by": trainer.best["selected_by"], "epochs": trainer.epoch}
+                               "attacks": cfg.eval.final_attacks, "cascade": expand_specs(cfg.eval.final_attacks),
+                               "robust_accuracy_by": cascade_label(cfg.eval.final_attacks),
+                               "per_epoch_robust_by": per_epoch_label(cfg.eval.attack),
+                               "best_epoch": trainer.best["epoch"], "selected_by": trainer.best["selected_by"],
+                               "epochs": trainer.epoch}
     for which in ("best", "last"):
         path = trainer.out / f"{which}.pt"
         if not path.exists():
             continue
-        res = evaluate_final(trainer, load_model(path, trainer.device), x, y)
+        res = evaluate_final(trainer, load_model(path, trainer.device), x, y, which)
         summary[which] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
                           "per_class": res.per_class(y, trainer.data.info.num_classes),
                           "seconds": res.seconds, "warnings": res.warnings}
     summary["train_seconds"] = sum(m["time_train"] for m in trainer.history)
     summary["eval_seconds"] = sum(m["time_eval"] for m in trainer.history)
-    text = json.dumps(summary, indent=2)
-    atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))
+    if trainer.dist.is_main:
+        text = json.dumps(summary, indent=2)
+        atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))
     return summary

@@ -177,7 +177,7 @@ class Trainer:
                 metrics["stop_reason"] = self.stop_reason
             self.history.append(metrics)
             self._end_epoch(metrics, evaluated)
-        summary = final_evaluation(self) if self.dist.is_main else {}
+        summary = final_evaluation(self)  # every rank: the final evaluation shards its points over the ranks
         if self.dist.is_main:
             for cb in self.callbacks:
                 cb.on_fit_end(self, summary)
