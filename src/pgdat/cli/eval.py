@@ -15,7 +15,7 @@ from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
 from pgdat.memory import CLI_EVAL_BATCH
 from pgdat.runinfo import run_info
-from pgdat.threat import parse_eps
+from pgdat.threat import PIXEL_SCALES, parse_eps
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="where dataset files live (default ~/.cache/pgdat/data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing dataset files")
     p.add_argument("--attacks", default="clean,pgd-20", help="comma-separated cascade, e.g. clean,pgd-20,autoattack")
-    p.add_argument("--eps", default="0.3", help="radius in pixel units: 8/255 or 0.031 (default 0.3)")
+    p.add_argument("--eps", default="0.3", help="radius in pixel units of [0,1] images: 8/255 or 0.031 (default 0.3)")
+    p.add_argument("--eps-scale", type=float, default=1.0, choices=PIXEL_SCALES, metavar="{1,255}",
+                   help="units of --eps and --step-size: 1 = the [0,1] image range (default), 255 = 0-255 pixel "
+                        "levels (then --eps 8 means 8/255)")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model norm (default linf)")
     p.add_argument("--step-size", default=None, help="PGD/CW step size (default 2.5*eps/steps)")
     p.add_argument("--n", type=int, default=1000, help="evaluate the first N test images (default 1000; 0 = all)")
@@ -74,8 +77,9 @@ def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
         raise PgdatError("--device cuda but no CUDA GPU is visible; use --device cpu")
     if args.n < 0:
         raise PgdatError(f"--n must be >= 0 (got {args.n})")
-    eps = parse_eps(args.eps, "--eps")
-    step_size = parse_eps(args.step_size, "--step-size") if args.step_size is not None else None
+    eps = parse_eps(args.eps, "--eps", norm=args.norm, scale=args.eps_scale)
+    step_size = (parse_eps(args.step_size, "--step-size", norm=args.norm, scale=args.eps_scale)
+                 if args.step_size is not None else None)
     attacking = any(a.strip().lower() != "clean" for a in args.attacks.split(",") if a.strip())
     if attacking and eps <= 0:
         raise PgdatError(f"--eps must be > 0 for the attacks {args.attacks} (got {args.eps}); e.g. --eps 8/255, "
