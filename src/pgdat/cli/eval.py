@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from pgdat.checkpoint import atomic_write_bytes, check_fits_dataset, load_checkpoint, model_from_checkpoint
+from pgdat.cli.eval_external import (
+    add_external_arguments,
+    check_external_options,
+    check_external_output,
+    external_model,
+    write_claim,
+)
 from pgdat.cli.main import register_command
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
@@ -22,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="checkpoint file or run directory (uses best.pt, else last.pt)")
     src.add_argument("--model", help="evaluate a freshly initialised model of this architecture (e.g. small_cnn)")
+    add_external_arguments(p, src)
     p.add_argument("--data", default="mnist5k", help="dataset name (default: mnist5k, the embedded default)")
     p.add_argument("--data-root", default=None, help="where dataset files live (default ~/.cache/pgdat/data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing dataset files")
@@ -51,20 +60,27 @@ def _model_and_data(args: argparse.Namespace):
     from pgdat.data.bundle import as_unit_float
 
     info = dataset_info(args.data)
+    check_external_options(args, info.shape[0])  # before loading any model or data
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
         check_fits_dataset(ckpt, info, args.data)  # before building the model and loading (maybe downloading) data
         model = model_from_checkpoint(ckpt, args.device, source=args.checkpoint)
         cfg = ckpt["model_config"]
+    elif args.model_file:
+        model, cfg = external_model(args, info)
     else:
         torch.manual_seed(args.seed)
         cfg = model_config(args.model or "small_cnn", info.num_classes, info.shape[0], info.mean, info.std)
         model = build_model(cfg).to(args.device).eval()
     bundle = load_dataset(args.data, root=args.data_root, download=not args.no_download)
     x, y = bundle.test.x, bundle.test.y
+    args.test_size = int(y.numel())  # the whole test split, for --claim
     if args.n:
         x, y = x[:args.n], y[:args.n]
-    return model, as_unit_float(x.to(args.device)), y.to(args.device), cfg
+    x, y = as_unit_float(x.to(args.device)), y.to(args.device)
+    if args.model_file:
+        check_external_output(model, x[:2], info.num_classes, args.data)
+    return model, x, y, cfg
 
 
 def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
@@ -103,6 +119,7 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
 
 
 def run(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()
     eps, step_size = _check_options(args)
     model, x, y, cfg = _model_and_data(args)
     # out of memory: go on at half the batch size, with a warning (also in the JSON): accuracies do not depend on
@@ -111,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
                    step_size=step_size, seed=args.seed, precision=args.precision, on_oom="halve",
                    batch_option=CLI_EVAL_BATCH)
     args.batch_size = res.batch_size  # the checks below use the batch size that fitted
-    print(f"model {cfg['name']} ({args.checkpoint or 'fresh init'}), data {args.data} test, n={res.n}, "
+    source = args.checkpoint or args.model_file or "fresh init"
+    print(f"model {cfg['name']} ({source}), data {args.data} test, n={res.n}, "
           f"{args.norm} eps={eps:.5g} ({eps * 255:.2f}/255), seed {args.seed}")
     print(f"{'attack':<14}{'accuracy':>10}{'seconds':>10}")
     for name, acc in res.accuracy.items():
@@ -132,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps(out, indent=2)
         atomic_write_bytes(Path(args.json_out), lambda f: f.write(text.encode()))
         print(f"wrote {args.json_out}", file=sys.stderr)
+    if args.claim:
+        write_claim(args, res, cfg, out["info"], time.perf_counter() - t_start)
     return 0
 
 
