@@ -38,7 +38,7 @@ def test_standard_autoattack_on_the_full_test_set_is_called_autoattack():
     assert entry["attacks"] == [{"spec": "autoattack", "implementation": entry["attacks"][0]["implementation"],
                                  "version": importlib.metadata.version("pyautoattack"),
                                  "autoattack_version": "standard"}]
-    assert "footnote" not in entry
+    assert "footnote" not in entry and entry["warnings"] == []
     assert claim_summary(entry).endswith("AutoAttack 47.12% on 10000 points")
 
 
@@ -76,6 +76,12 @@ def test_a_stronger_cascade_ending_in_autoattack_keeps_the_name_with_a_footnote(
     entry = build_claim(_result(["pgd-20", "autoattack"], 10_000, 0.44), _ctx())
     assert entry["autoattack_acc"] == "44.00"
     assert "at most standard AutoAttack's alone" in entry["footnote"]
+
+
+def test_warnings_of_the_evaluation_travel_with_the_claim():
+    res = _result(["autoattack"], 10_000, 0.5)
+    res.warnings.append("out of memory at batch size 512: went on with 256")
+    assert build_claim(res, _ctx())["warnings"] == ["out of memory at batch size 512: went on with 256"]
 
 
 @pytest.mark.parametrize("eps, text", [(8 / 255, "8/255"), (4 / 255, "4/255"), (0.5, "0.5"), (0.3, "0.3"),
