@@ -93,3 +93,36 @@ def test_changed_weights_are_detected(run_dir):
     save_file(state, str(weights))
     with pytest.raises(PgdatError, match="does not match the SHA-256"):
         load_exported(run_dir / "export" / "best.json")
+
+
+def test_pgdat_eval_of_an_export_equals_eval_of_its_checkpoint(run_dir, tmp_path):
+    assert main(["export", str(run_dir)]) == 0
+    common = ["--data", "mnist5k", "--n", "64", "--attacks", "clean,pgd-3", "--eps", "0.1"]
+    assert main(["eval", "--checkpoint", str(run_dir / "best.pt"), *common, "--json", str(tmp_path / "a.json")]) == 0
+    assert main(["eval", "--model-file", str(run_dir / "export" / "best.json"), *common,
+                 "--json", str(tmp_path / "b.json")]) == 0
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a["accuracy"] == b["accuracy"]
+    assert b["model"]["architecture"] == "small_cnn(input_size=28)"
+
+
+def test_pgdat_eval_of_an_export_refuses_extra_weights(run_dir, capsys):
+    assert main(["export", str(run_dir)]) == 0
+    desc = str(run_dir / "export" / "best.json")
+    assert main(["eval", "--model-file", desc, "--weights", "x.pt"]) == 2
+    assert "is a pgdat export: its weights and normalisation come with it, so drop --weights" in capsys.readouterr().err
+    assert main(["eval", "--model-file", desc, "--data", "cifar10"]) == 2
+    assert "evaluate it with --data mnist5k" in capsys.readouterr().err
+
+
+def test_broken_exports_are_named(run_dir, tmp_path):
+    (tmp_path / "notjson.json").write_text("{")
+    (tmp_path / "other.json").write_text('{"format": "robustbench"}')
+    for name, msg in (("missing.json", "does not exist"), ("notjson.json", "is not JSON"),
+                      ("other.json", r"is not a pgdat export \(format 'robustbench'")):
+        with pytest.raises(PgdatError, match=msg):
+            load_exported(tmp_path / name)
+    assert main(["export", str(run_dir)]) == 0
+    (run_dir / "export" / "best.safetensors").unlink()
+    with pytest.raises(PgdatError, match="keep the export's two files together"):
+        load_exported(run_dir / "export" / "best.json")

@@ -25,7 +25,7 @@ def add_external_arguments(p: argparse.ArgumentParser, source: argparse._Mutuall
     """Add the options to ``p``; ``--model-file`` joins ``source``, the group of --checkpoint and --model."""
     source.add_argument("--model-file", default=None, metavar="FILE.py:FUNCTION",
                         help="evaluate a model pgdat did not train: FUNCTION() in FILE.py returns the nn.Module "
-                             "(images in [0,1] -> logits), e.g. nets/wrn.py:build")
+                             "(images in [0,1] -> logits), e.g. nets/wrn.py:build; or the .json of a pgdat export")
     p.add_argument("--weights", default=None,
                    help="weights for --model-file: a state_dict in .pt/.pth (loaded with weights_only=True) or "
                         ".safetensors")
@@ -57,6 +57,11 @@ def check_external_options(args: argparse.Namespace, channels: int) -> None:
             if getattr(args, option) is not None:
                 raise PgdatError(f"--{option} applies to --model-file only (pgdat checkpoints carry their own weights "
                                  "and normalisation); e.g. --model-file nets/wrn.py:build --weights wrn.safetensors")
+    elif args.model_file.endswith(".json"):
+        given = [f"--{o}" for o in ("weights", "mean", "std") if getattr(args, o) is not None]
+        if given:
+            raise PgdatError(f"--model-file {args.model_file} is a pgdat export: its weights and normalisation come "
+                             f"with it, so drop {', '.join(given)}")
     elif (args.mean is None) != (args.std is None):
         raise PgdatError("give both --mean and --std (one value per channel each), or neither when the model "
                          "normalises its [0,1] input itself; e.g. --mean 0.4914,0.4822,0.4465 "
@@ -80,9 +85,30 @@ def external_model(args: argparse.Namespace, info: Any) -> tuple[nn.Module, dict
     data is loaded."""
     from pgdat.models.external import load_external_model
 
+    if args.model_file.endswith(".json"):
+        return _exported_model(args, info)
     model, desc = load_external_model(args.model_file, args.weights, in_channels=info.shape[0],
                                       mean=args.mean_values, std=args.std_values, device=args.device)
     return model, {**desc, "num_classes": info.num_classes, "in_channels": info.shape[0]}
+
+
+def _exported_model(args: argparse.Namespace, info: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """A ``pgdat export`` (its JSON and safetensors file, SHA-256 checked) and its description."""
+    from pgdat.models.export import load_exported, read_export
+
+    desc = read_export(args.model_file)
+    cfg = desc["model_config"]
+    if cfg["in_channels"] != info.shape[0] or cfg["num_classes"] != info.num_classes:
+        trained = (desc.get("training") or {}).get("dataset")
+        raise PgdatError(f"--model-file {args.model_file}: the exported model takes {cfg['in_channels']}-channel "
+                         f"images and predicts {cfg['num_classes']} classes, but --data {args.data} has "
+                         f"{info.shape[0]} and {info.num_classes}" + (f"; evaluate it with --data {trained}"
+                                                                       if trained else ""))
+    options = ", ".join(f"{k}={v}" for k, v in sorted(cfg.get("kwargs", {}).items()))
+    weights = Path(args.model_file).parent / desc["weights_file"]
+    return load_exported(args.model_file, args.device), {
+        **cfg, "architecture": f"{cfg['name']}({options})" if options else cfg["name"],
+        "model_file": args.model_file, "weights": str(weights), "weights_sha256": desc["weights_sha256"]}
 
 
 def _model_source(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,22 @@ def check_exportable(ckpt: dict[str, Any], which: str, source: Path) -> None:
         raise PgdatError(f"--which {which}: {source} has no '{which}' weights{hint}; e.g. --which model")
 
 
+def read_export(json_path: str | Path) -> dict[str, Any]:
+    """The description an export wrote (its JSON), checked to be one; PgdatError naming the file otherwise."""
+    path = Path(json_path)
+    if not path.is_file():
+        raise PgdatError(f"{path} does not exist; give the .json that pgdat export wrote, e.g. "
+                         "runs/NAME/export/best.json")
+    try:
+        desc = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise PgdatError(f"{path} is not JSON; give the .json that pgdat export wrote") from None
+    if not isinstance(desc, dict) or desc.get("format") != FORMAT:
+        found = desc.get("format") if isinstance(desc, dict) else type(desc).__name__
+        raise PgdatError(f"{path} is not a pgdat export (format {found!r}, expected {FORMAT!r})")
+    return desc
+
+
 def load_exported(json_path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild an exported model from its JSON and safetensors file (no pickle involved), in eval mode.
 
@@ -72,10 +88,10 @@ def load_exported(json_path: str | Path, device: str | torch.device = "cpu") -> 
     from pgdat.checkpoint import build_model
 
     path = Path(json_path)
-    desc = json.loads(path.read_text())
-    if desc.get("format") != FORMAT:
-        raise PgdatError(f"{path} is not a pgdat export (format {desc.get('format')!r}, expected {FORMAT!r})")
+    desc = read_export(path)
     weights = path.parent / desc["weights_file"]
+    if not weights.is_file():
+        raise PgdatError(f"{weights}, named in {path}, does not exist: keep the export's two files together")
     if file_sha256(weights) != desc["weights_sha256"]:
         raise PgdatError(f"{weights} does not match the SHA-256 in {path}: the weights were changed or replaced")
     model = build_model(desc["model_config"])
