@@ -60,7 +60,8 @@ def _import_builder(file: Path, func: str, spec: str) -> Any:
         sys.modules.pop(name, None)
         raise PgdatError(f"--model-file '{spec}': importing {file} failed with {type(e).__name__}: {e}") from e
     finally:
-        sys.path.remove(str(file.resolve().parent))
+        if str(file.resolve().parent) in sys.path:  # unless the file took it off itself
+            sys.path.remove(str(file.resolve().parent))
     builder = getattr(module, func, None)
     if not callable(builder):
         found = sorted(n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == name)
