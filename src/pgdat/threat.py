@@ -20,6 +20,8 @@ _TINY = 1e-12
 UNIT_BOX = (0.0, 1.0)
 # attack.box name -> box; ``auto`` (the default) is resolved from the data: none where the dataset declares images
 # outside [0,1] (DatasetInfo.in_unit_box False), else unit
+# units a radius may be written in: 1 = the [0,1] image range pgdat works in, 255 = 0-255 pixel levels
+PIXEL_SCALES = (1.0, 255.0)
 BOXES: dict[str, tuple[float, float] | None] = {"auto": UNIT_BOX, "unit": UNIT_BOX, "none": None}
 
 
@@ -42,14 +44,28 @@ def parse_number(value: str | float, name: str = "eps") -> float:
         raise PgdatError(f"cannot read '{value}' as a number: write {name} like 8/255 or 0.031") from None
 
 
-def parse_eps(value: str | float, name: str = "eps") -> float:
-    """Parse a radius or step size in pixel units (``8/255``, ``0.031``): a finite number >= 0, else a PgdatError
-    that names ``name`` and the value (``nan``, ``inf``, ``-0.1`` and ``1e999`` are refused here, not in an attack).
+def parse_eps(value: str | float, name: str = "eps", *, norm: str | None = None, scale: float = 1.0) -> float:
+    """Parse a radius or step size (``8/255``, ``0.031``) into pixel units of [0,1] images: a finite number >= 0,
+    else a PgdatError that names ``name`` and the value (``nan``, ``inf``, ``-0.1`` and ``1e999`` are refused here,
+    not in an attack).
+
+    scale: the pixel range ``value`` is written in: 1 (the default, images in [0,1]) or 255 (0-255 pixel levels, so
+    ``8`` means 8/255); the result is ``value / scale``. norm: with ``"linf"``, a result above 1 (more than the whole
+    [0,1] image range, almost always a 0-255 value such as ``8``) is refused with "did you mean 8/255?"; pass None
+    where no [0,1] image box applies (data outside [0,1]) or the norm is not known.
     """
     number = parse_number(value, name)
     if not math.isfinite(number) or number < 0:
         raise PgdatError(f"{name} must be a finite number >= 0, got '{value}'; write it like 8/255 or 0.031")
-    return number + 0.0  # -0.0 -> 0.0
+    if scale not in PIXEL_SCALES:
+        raise PgdatError(f"the pixel scale of {name} must be one of {', '.join(f'{s:g}' for s in PIXEL_SCALES)} "
+                         f"(1: images in [0,1], 255: 0-255 pixel levels), got {scale!r}")
+    eps = number / scale
+    if norm == "linf" and eps > 1.0:
+        raise PgdatError(f"{name}={value} is an linf radius larger than the whole [0,1] image range: pgdat's images "
+                         f"are in [0,1], so did you mean {number:g}/255? Write it as {number:g}/255 (or give it in "
+                         "0-255 pixel levels explicitly, e.g. --eps-scale 255)")
+    return eps + 0.0  # -0.0 -> 0.0
 
 
 def resolve_box(name: str, data_in_unit_box: bool = True) -> str:

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     x, y, idx = load_subset(args.data, args.n)
     adv = None
     if args.eps is not None:
-        eps = parse_eps(args.eps)
+        eps = parse_eps(args.eps, "--eps", norm=args.norm)
         adv = {"eps": eps, "step_size": 2.5 * eps / args.steps, "steps": args.steps, "norm": args.norm}
     results = {}
     for spec in args.runs:

@@ -5,30 +5,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from pgdat.checkpoint import atomic_write_bytes, check_fits_dataset, load_checkpoint, model_from_checkpoint
 from pgdat.cli.commands import register_command
+from pgdat.cli.eval_external import (
+    add_external_arguments,
+    check_external_options,
+    check_external_output,
+    external_model,
+    write_claim,
+)
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
 from pgdat.eval.labels import cascade_label
 from pgdat.eval.progress import PrintProgress
 from pgdat.memory import CLI_EVAL_BATCH
 from pgdat.runinfo import run_info
-from pgdat.threat import parse_eps
+from pgdat.threat import PIXEL_SCALES, parse_eps
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="checkpoint file or run directory (uses best.pt, else last.pt)")
     src.add_argument("--model", help="evaluate a freshly initialised model of this architecture (e.g. small_cnn)")
+    add_external_arguments(p, src)
     p.add_argument("--data", default="mnist5k", help="dataset name (default: mnist5k, the embedded default)")
     p.add_argument("--data-root", default=None, help="where dataset files live (default ~/.cache/pgdat/data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing dataset files")
     p.add_argument("--attacks", default="clean,pgd-20", help="comma-separated cascade, e.g. clean,pgd-20,autoattack")
-    p.add_argument("--eps", default="0.3", help="radius in pixel units: 8/255 or 0.031 (default 0.3)")
+    p.add_argument("--eps", default="0.3", help="radius in pixel units of [0,1] images: 8/255 or 0.031 (default 0.3)")
+    p.add_argument("--eps-scale", type=float, default=1.0, choices=PIXEL_SCALES, metavar="{1,255}",
+                   help="units of --eps and --step-size: 1 = the [0,1] image range (default), 255 = 0-255 pixel "
+                        "levels (then --eps 8 means 8/255)")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model norm (default linf)")
     p.add_argument("--step-size", default=None, help="PGD/CW step size (default 2.5*eps/steps)")
     p.add_argument("--n", type=int, default=1000, help="evaluate the first N test images (default 1000; 0 = all)")
@@ -56,20 +68,27 @@ def _model_and_data(args: argparse.Namespace):
     from pgdat.data.bundle import as_unit_float
 
     info = dataset_info(args.data)
+    check_external_options(args, info.shape[0])  # before loading any model or data
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
         check_fits_dataset(ckpt, info, args.data)  # before building the model and loading (maybe downloading) data
         model = model_from_checkpoint(ckpt, args.device, source=args.checkpoint)
         cfg = ckpt["model_config"]
+    elif args.model_file:
+        model, cfg = external_model(args, info)
     else:
         torch.manual_seed(args.seed)
         cfg = model_config(args.model or "small_cnn", info.num_classes, info.shape[0], info.mean, info.std)
         model = build_model(cfg).to(args.device).eval()
     bundle = load_dataset(args.data, root=args.data_root, download=not args.no_download)
     x, y = bundle.test.x, bundle.test.y
+    args.test_size = int(y.numel())  # the whole test split, for --claim
     if args.n:
         x, y = x[:args.n], y[:args.n]
-    return model, as_unit_float(x.to(args.device)), y.to(args.device), cfg
+    x, y = as_unit_float(x.to(args.device)), y.to(args.device)
+    if args.model_file:
+        check_external_output(model, x[:2], info.num_classes, args.data)
+    return model, x, y, cfg
 
 
 def _join_process_group(args: argparse.Namespace) -> bool:
@@ -97,8 +116,9 @@ def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
         raise PgdatError("--device cuda but no CUDA GPU is visible; use --device cpu")
     if args.n < 0:
         raise PgdatError(f"--n must be >= 0 (got {args.n})")
-    eps = parse_eps(args.eps, "--eps")
-    step_size = parse_eps(args.step_size, "--step-size") if args.step_size is not None else None
+    eps = parse_eps(args.eps, "--eps", norm=args.norm, scale=args.eps_scale)
+    step_size = (parse_eps(args.step_size, "--step-size", norm=args.norm, scale=args.eps_scale)
+                 if args.step_size is not None else None)
     attacking = any(a.strip().lower() != "clean" for a in args.attacks.split(",") if a.strip())
     if attacking and eps <= 0:
         raise PgdatError(f"--eps must be > 0 for the attacks {args.attacks} (got {args.eps}); e.g. --eps 8/255, "
@@ -122,6 +142,7 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
 
 
 def run(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()
     eps, step_size = _check_options(args)
     main_rank = _join_process_group(args)  # under torchrun: before the model is placed on this rank's device
     model, x, y, cfg = _model_and_data(args)
@@ -136,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     if not main_rank:
         return 0
     args.batch_size = res.batch_size  # the checks below use the batch size that fitted
-    print(f"model {cfg['name']} ({args.checkpoint or 'fresh init'}), data {args.data} test, n={res.n}, "
+    source = args.checkpoint or args.model_file or "fresh init"
+    print(f"model {cfg['name']} ({source}), data {args.data} test, n={res.n}, "
           f"{args.norm} eps={eps:.5g} ({eps * 255:.2f}/255), seed {args.seed}")
     print(f"robust accuracy by: {cascade_label(args.attacks)} (a cascade: each attack only sees the points the "
           "previous ones left)")
@@ -159,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps(out, indent=2)
         atomic_write_bytes(Path(args.json_out), lambda f: f.write(text.encode()))
         print(f"wrote {args.json_out}", file=sys.stderr)
+    if args.claim:
+        write_claim(args, res, cfg, out["info"], time.perf_counter() - t_start)
     return 0
 
 

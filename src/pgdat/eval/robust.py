@@ -24,7 +24,7 @@ from pgdat.eval.shard import Shard
 from pgdat.eval.state import EvalState, fingerprint, open_state
 from pgdat.memory import API_BATCH, Batcher, BatchOption
 from pgdat.precision import resolve_precision
-from pgdat.threat import UNIT_BOX, ThreatModel
+from pgdat.threat import UNIT_BOX, ThreatModel, parse_eps
 
 Progress = Callable[[BatchEvent], None]
 
@@ -154,16 +154,24 @@ def _cascade(model: nn.Module, parsed: list[EvalAttack], x: torch.Tensor, y: tor
         state.save()
 
 
+def _radii(eps: float | str, step_size: float | str | None, norm: str,
+           box: tuple[float, float] | None) -> tuple[float, float | None]:
+    """eps and step_size as floats in pixel units (``"8/255"`` accepted); linf radii above the [0,1] range refused."""
+    in_box = norm if box is not None else None  # without an image box, no "did you mean 8/255?" guess
+    return (parse_eps(eps, "eps", norm=in_box),
+            None if step_size is None else parse_eps(step_size, "step_size", norm=in_box))
+
+
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
     attacks: str | list[str],
-    eps: float,
+    eps: float | str,
     norm: str = "linf",
     batch_size: int = 256,
-    step_size: float | None = None,
+    step_size: float | str | None = None,
     seed: int = 0,
     precision: str = "fp32",
     checks: bool = True,
@@ -177,8 +185,9 @@ def evaluate(
     """Accuracy of ``model`` on (x (N, C, H, W) in [0,1] or uint8, y (N,)) under a cascade of attacks.
 
     attacks: specs such as ``"clean,pgd-20,autoattack"`` (autoattack: its standard components apgd-ce, apgd-t,
-    fab-t, square, one cascade step each). eps: radius in pixel units. step_size: for pgd/cw, default 2.5*eps/K.
-    precision: autocast for attack passes; every success is re-checked in fp32 before it counts.
+    fab-t, square, one cascade step each). eps: radius in pixel units of [0,1] images, a number or a
+    string such as ``"8/255"`` (an linf eps above 1 is refused: "did you mean 8/255?"). step_size: for pgd/cw, same
+    units, default 2.5*eps/K. precision: autocast for attack passes; every success is re-checked in fp32 before it counts.
     The model is evaluated in eval mode (with a loud warning if it was in train mode) and its mode is restored.
     on_oom: running out of memory at ``batch_size`` either raises a PgdatError with the largest batch size that
     fits (``raise``) or halves the batch size and goes on, with a warning kept in ``warnings`` (``halve``: results
@@ -195,6 +204,7 @@ def evaluate(
     """
     if batch_size < 1:
         raise PgdatError(f"batch_size must be >= 1 (got {batch_size})")
+    eps, step_size = _radii(eps, step_size, norm, box)
     threat = ThreatModel(norm, eps, tuple(box) if box is not None else None)
     parsed = parse_attacks(attacks)
     x = as_unit_float(x) if x.dtype == torch.uint8 else x
@@ -232,16 +242,18 @@ def _one_step(attack: EvalAttack) -> EvalAttack:
     return dataclasses.replace(attack, steps=1, restarts=1, run=builder(1, 1)) if takes_steps else attack
 
 
-def check_batch_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attacks: str | list[str], eps: float,
-                     norm: str = "linf", batch_size: int = 256, step_size: float | None = None, seed: int = 0,
+def check_batch_fits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attacks: str | list[str],
+                     eps: float | str, norm: str = "linf", batch_size: int = 256, step_size: float | str | None = None,
+                     seed: int = 0,
                      precision: str = "fp32", batch_option: BatchOption = API_BATCH,
                      box: tuple[float, float] | None = UNIT_BOX) -> None:
     """Preflight: the clean pass and one step of every attack of the cascade on a full batch (the first
     ``batch_size`` points, all treated as still robust, as late in training when most points are), so that a batch
     size that does not fit fails now with a PgdatError naming ``batch_option`` and the largest size that fits, not
     hours later. One step of pgd-K/cw-K needs the memory of every step at 1/K of the work. x: (N, C, H, W) in [0,1]
-    or uint8; y: (N,). Nothing is returned; the model's mode is restored.
+    or uint8; y: (N,); eps and step_size as for :func:`evaluate`. Nothing is returned; the model's mode is restored.
     """
+    eps, step_size = _radii(eps, step_size, norm, box)
     threat, parsed = ThreatModel(norm, eps, tuple(box) if box is not None else None), parse_attacks(attacks)
     n = min(batch_size, x.shape[0])
     xb, yb = x[:n], y[:n]

@@ -87,7 +87,8 @@ def _check_attack(cfg: Config) -> None:
         _finite("attack.eps", a.eps, lo=0.0)
         _finite("attack.step_size", a.step_size, lo=0.0)
     if a.norm == "linf":
-        _finite("attack.eps", a.eps, lo=0.0, hi=1.0, hint="an linf radius above 1 covers the whole [0,1] image box")
+        _finite("attack.eps", a.eps, lo=0.0, hi=1.0, hint="an linf radius above 1 covers the whole [0,1] image box: "
+                f"did you mean {a.eps:g}/255? (attack.eps={a.eps:g}/255)")
     if a.steps < 1:
         _fail("attack.steps", f"must be an integer >= 1 (got {a.steps})")
     if a.restarts < 1:
