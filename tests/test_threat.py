@@ -132,7 +132,7 @@ def test_cli_eval_refuses_eps_8_and_takes_it_with_pixel_scale(tmp_path, capsys):
 
 def test_config_attack_eps_in_pixel_levels_says_did_you_mean():
     from pgdat.config import load_config
-    from pgdat.config.validate import validate_config
+    from pgdat.training.validate import validate_config
 
     with pytest.raises(PgdatError, match=re.escape("did you mean 8/255?")):
         validate_config(load_config(None, ["attack.eps=8"]))

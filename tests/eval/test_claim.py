@@ -37,7 +37,8 @@ def test_standard_autoattack_on_the_full_test_set_is_called_autoattack():
     assert entry["pgdat_version"] == pgdat.__version__ and entry["git_sha"] == "0123abc"
     assert entry["attacks"] == [{"spec": "autoattack", "implementation": entry["attacks"][0]["implementation"],
                                  "version": importlib.metadata.version("pyautoattack"),
-                                 "autoattack_version": "standard"}]
+                                 "autoattack_version": "standard",
+                                 "components": ["apgd-ce", "apgd-t", "fab-t", "square"]}]
     assert "footnote" not in entry and entry["warnings"] == []
     assert claim_summary(entry).endswith("AutoAttack 47.12% on 10000 points")
 

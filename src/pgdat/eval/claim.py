@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pgdat
-from pgdat.attacks.specs import parse_attacks
+from pgdat.attacks.autoattack import STANDARD as AA_STANDARD
+from pgdat.attacks.specs import parse_attack
 from pgdat.eval.robust import EvalResult
 
 # size of each dataset's official test set: a claim covers the whole of it or it is not an AutoAttack claim
@@ -66,8 +67,14 @@ def _package_version(name: str) -> str:
 
 def attacks_run(specs: list[str]) -> list[dict[str, Any]]:
     """Each attack of the cascade (``clean`` excluded) with its implementation and version, in order."""
-    out = []
-    for a in parse_attacks(specs):
+    out: list[dict[str, Any]] = []
+    for spec in (s.strip().lower() for s in specs):
+        if spec == STANDARD_AA:  # run as its standard components, one cascade step each, as the reference does
+            out.append({"spec": spec, "implementation": "pyautoattack (reference AutoAttack, Croce & Hein 2020)",
+                        "version": _package_version("pyautoattack"), "autoattack_version": "standard",
+                        "components": list(AA_STANDARD)})
+            continue
+        a = parse_attack(spec)
         if a.family == "clean":
             continue
         if a.family in REFERENCE_AA_FAMILIES:

@@ -186,8 +186,9 @@ def evaluate(
 
     attacks: specs such as ``"clean,pgd-20,autoattack"`` (autoattack: its standard components apgd-ce, apgd-t,
     fab-t, square, one cascade step each). eps: radius in pixel units of [0,1] images, a number or a
-    string such as ``"8/255"`` (an linf eps above 1 is refused: "did you mean 8/255?"). step_size: for pgd/cw, same
-    units, default 2.5*eps/K. precision: autocast for attack passes; every success is re-checked in fp32 before it counts.
+    string such as ``"8/255"`` (an linf eps above 1 is refused: "did you mean 8/255?"). step_size: for pgd/cw,
+    same units, default 2.5*eps/K. precision: autocast for attack passes; every success is re-checked in fp32
+    before it counts.
     The model is evaluated in eval mode (with a loud warning if it was in train mode) and its mode is restored.
     on_oom: running out of memory at ``batch_size`` either raises a PgdatError with the largest batch size that
     fits (``raise``) or halves the batch size and goes on, with a warning kept in ``warnings`` (``halve``: results
