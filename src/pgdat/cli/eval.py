@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
@@ -14,6 +13,7 @@ from pgdat.cli.main import register_command
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
 from pgdat.memory import CLI_EVAL_BATCH
+from pgdat.rundir import guard_output
 from pgdat.runinfo import run_info
 from pgdat.threat import parse_eps
 
@@ -100,6 +100,7 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
 
 def run(args: argparse.Namespace) -> int:
     eps, step_size = _check_options(args)
+    json_path = guard_output(args.json_out, "--json", "eval.json") if args.json_out else None  # never a run's file
     model, x, y, cfg = _model_and_data(args)
     # out of memory: go on at half the batch size, with a warning (also in the JSON): accuracies do not depend on
     # the batch size except through the attacks' random starts, and a long evaluation should not die at the end
@@ -124,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
         out["sanity"] = [c.__dict__ for c in checks]
     if args.masking_checks:
         out["masking"] = _print_masking(model, x, y, args, eps)
-    if args.json_out:
+    if json_path is not None:
         text = json.dumps(out, indent=2)
-        atomic_write_bytes(Path(args.json_out), lambda f: f.write(text.encode()))
+        atomic_write_bytes(json_path, lambda f: f.write(text.encode()))
         print(f"wrote {args.json_out}", file=sys.stderr)
     return 0
 
