@@ -217,7 +217,10 @@ class RunLock:
         self.release()
 
     def __del__(self) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: the kernel drops the lock with the process anyway
+            pass
 
 
 def _read_record(fd: int) -> dict | None:
