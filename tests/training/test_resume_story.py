@@ -41,7 +41,7 @@ def test_resuming_a_finished_run_says_where_its_results_are_and_changes_nothing(
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 0
     out = capsys.readouterr().out
-    assert f"{run} is finished (1 epochs): its results are in {run / 'final.json'}" in out
+    assert f"{run} is finished (1 epoch): its results are in {run / 'final.json'}" in out
     assert "--extend-epochs N" in out
     assert snapshot(run) == before
 
@@ -80,9 +80,14 @@ def test_extend_epochs_is_recorded_and_config_metrics_final_agree(finished_run, 
     assert "is finished (3 epochs)" in capsys.readouterr().out
 
 
-def test_extend_epochs_needs_resume(capsys):
-    assert main(["train", "--extend-epochs", "2"]) == 2
-    assert "--extend-epochs 2 extends a run being resumed: add --resume RUN_DIR" in capsys.readouterr().err
+@pytest.mark.parametrize("argv,error", [
+    (["--extend-epochs", "2"], "--extend-epochs 2 extends a run being resumed: add --resume RUN_DIR"),
+    (["--resume", "runs/x", "--extend-epochs", "-1"], "--extend-epochs must be >= 1 (got -1), e.g. --extend-epochs 10"),
+    (["--resume", "runs/x", "--overwrite"], "--overwrite starts a new run (moving an old one aside); it cannot go"),
+])
+def test_flags_that_do_not_fit_together_are_refused(capsys, argv, error):
+    assert main(["train", *argv]) == 2
+    assert error in capsys.readouterr().err
 
 
 def test_hand_edited_extensions_are_refused(tmp_path):

@@ -66,9 +66,9 @@ def _finished(run_dir: Path, cfg: Config) -> str | None:
         history = load_checkpoint(run_dir / "last.pt").get("history") or [{}]
         if epochs != len(history) or "stop_reason" not in history[-1]:
             return None
-    return (f"{run_dir} is finished ({epochs} epochs): its results are in {final} (and best.pt, last.pt, "
-            f"metrics.jsonl, curves.png); nothing was changed. To train longer: pgdat train --resume {run_dir} "
-            "--extend-epochs N")
+    return (f"{run_dir} is finished ({epochs} epoch{'' if epochs == 1 else 's'}): its results are in {final} "
+            "(and best.pt, last.pt, metrics.jsonl, curves.png); nothing was changed. To train longer: "
+            f"pgdat train --resume {run_dir} --extend-epochs N")
 
 
 def _interrupted_message(out: Path) -> str:
@@ -80,12 +80,12 @@ def _interrupted_message(out: Path) -> str:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
+    if args.extend_epochs < 0:
+        raise PgdatError(f"--extend-epochs must be >= 1 (got {args.extend_epochs}), e.g. --extend-epochs 10")
     if args.resume and args.overwrite:
         raise PgdatError("--overwrite starts a new run (moving an old one aside); it cannot go with --resume")
     if args.extend_epochs and not args.resume:
         raise PgdatError(f"--extend-epochs {args.extend_epochs} extends a run being resumed: add --resume RUN_DIR")
-    if args.extend_epochs < 0:
-        raise PgdatError(f"--extend-epochs must be >= 1 (got {args.extend_epochs}), e.g. --extend-epochs 10")
 
 
 def _locked(out: Path, create: bool) -> contextlib.AbstractContextManager:
