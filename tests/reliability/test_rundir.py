@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgdat.checkpoint import save_checkpoint
 from pgdat.cli.main import main
@@ -64,6 +66,20 @@ def test_ordinary_run_names_are_accepted(name):
     from pgdat.rundir import check_run_name
 
     assert check_run_name(name) == name
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.one_of(st.text(max_size=110), st.from_regex(r"[A-Za-z0-9._/\\ -]{0,12}", fullmatch=True)))
+def test_every_accepted_name_is_one_component_inside_runs(name):
+    from pgdat.rundir import check_run_name
+
+    try:
+        assert check_run_name(name) == name
+    except PgdatError as e:
+        assert "is not a safe run name" in str(e)
+        return
+    path = Path("/data/runs") / name
+    assert path.parent == Path("/data/runs") and os.path.normpath(path) == str(path) and path.name == name
 
 
 def test_name_dotdot_writes_nothing_outside_runs(tmp_path, monkeypatch, capsys):
