@@ -17,7 +17,7 @@ from torch import nn
 from pgdat.errors import PgdatError
 
 # re-exported: checkpoint writes are atomic writes
-from pgdat.fileio import TEMP_FILE, atomic_write_bytes, remove_stale_temps  # noqa: F401
+from pgdat.fileio import TEMP_FILE, DiskFullError, atomic_write_bytes, remove_stale_temps  # noqa: F401
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:

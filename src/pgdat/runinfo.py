@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -13,13 +14,17 @@ import pgdat
 
 
 def git_sha(path: str | Path = ".") -> str | None:
-    """The commit of the git checkout containing ``path`` (with ``-dirty`` if modified), or None."""
+    """The commit of the git checkout containing ``path`` (with ``-dirty`` if modified), or None. Read-only:
+    ``GIT_OPTIONAL_LOCKS=0`` stops ``git status`` from refreshing the index, which takes ``.git/index.lock`` (a kill
+    then would leave it behind and block the user's next git command)."""
+    env = os.environ | {"GIT_OPTIONAL_LOCKS": "0"}
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5,
+                             env=env)
         if sha.returncode != 0:
             return None
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
-                               capture_output=True, text=True, timeout=5)
+                               capture_output=True, text=True, timeout=5, env=env)
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -157,8 +157,9 @@ def test_run_start_removes_only_pgdat_temp_files(tmp_path, tiny_overrides):
     (run / "linked").symlink_to(tmp_path / "elsewhere")  # never followed
     before = (run / "last.pt").read_bytes()
     restarted = Trainer(cfg, run, callbacks=[])  # a run (re)starting in the directory; resuming does the same
-    assert restarted.removed_temps == sorted(temps)
-    assert not any(t.exists() for t in temps)
+    # only the run's own temp files in its own directory: a subfolder's may be another live run's write
+    assert restarted.removed_temps == [temps[0]]
+    assert not temps[0].exists() and temps[1].exists()
     assert all((run / name).read_text() == "not pgdat's" for name in others)
     assert (tmp_path / "elsewhere" / ".last.pt.pgdat-abcdefgh.tmp").exists()
     assert (run / "last.pt").read_bytes() == before and load_checkpoint(run / "last.pt")["epoch"] == 1

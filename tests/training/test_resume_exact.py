@@ -60,8 +60,12 @@ def test_trainer_refuses_to_resume_under_another_config(tmp_path, tiny_overrides
     with pytest.raises(PgdatError, match=r"different config: attack.eps, optim.lr changed"):
         Trainer(load_config("default", base + ["attack.eps=0.2", "optim.lr=0.5"]), tmp_path, resume=True,
                 callbacks=[])
-    more = Trainer(load_config("default", base + ["train.epochs=2"]), tmp_path, resume=True, callbacks=[])
-    assert more.epoch == 1  # train.epochs may change
+    # train.epochs sets the lr schedule: it changes only through an explicit, recorded extension
+    with pytest.raises(PgdatError, match=r"train.epochs \(1 -> 2\) sets the learning-rate schedule.*--extend-epochs 1"):
+        Trainer(load_config("default", base + ["train.epochs=2"]), tmp_path, resume=True, callbacks=[])
+    more = Trainer(load_config("default", base), tmp_path, resume=True, callbacks=[], extend_epochs=1)
+    assert more.epoch == 1 and more.cfg.train.epochs == 2
+    assert more.cfg.train.extensions == ({"at_epoch": 1, "from": 1, "to": 2},)
 
 
 def test_callbacks_list_of_the_caller_is_not_extended_with_the_methods_defaults(tmp_path, tiny_overrides):

@@ -154,7 +154,8 @@ def test_resume_refuses_changed_config(tmp_path, tiny_overrides):
     from pgdat.cli.main import main
     assert main(["train", *sets, "--out", str(tmp_path / "r")]) == 0
     assert main(["train", "--resume", str(tmp_path / "r"), "--set", "attack.eps=0.1"]) == 2
-    assert main(["train", "--resume", str(tmp_path / "r"), "--set", "train.epochs=2"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "r"), "--set", "train.epochs=2"]) == 2  # use --extend-epochs
+    assert main(["train", "--resume", str(tmp_path / "r"), "--extend-epochs", "1"]) == 0
     assert torch.load(tmp_path / "r" / "last.pt", weights_only=True)["epoch"] == 2
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert saved["train"]["epochs"] == 2

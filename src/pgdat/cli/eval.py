@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -24,6 +23,7 @@ from pgdat.eval import evaluate, sanity_checks
 from pgdat.eval.labels import cascade_label
 from pgdat.eval.progress import PrintProgress
 from pgdat.memory import CLI_EVAL_BATCH
+from pgdat.rundir import guard_output
 from pgdat.runinfo import run_info
 from pgdat.threat import PIXEL_SCALES, parse_eps
 
@@ -144,6 +144,7 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     eps, step_size = _check_options(args)
+    json_path = guard_output(args.json_out, "--json", "eval.json") if args.json_out else None  # never a run's file
     main_rank = _join_process_group(args)  # under torchrun: before the model is placed on this rank's device
     model, x, y, cfg = _model_and_data(args)
     # out of memory: go on at half the batch size, with a warning (also in the JSON): accuracies do not depend on
@@ -177,9 +178,9 @@ def run(args: argparse.Namespace) -> int:
         out["sanity"] = [c.__dict__ for c in checks]
     if args.masking_checks:
         out["masking"] = _print_masking(model, x, y, args, eps)
-    if args.json_out:
+    if json_path is not None:
         text = json.dumps(out, indent=2)
-        atomic_write_bytes(Path(args.json_out), lambda f: f.write(text.encode()))
+        atomic_write_bytes(json_path, lambda f: f.write(text.encode()))
         print(f"wrote {args.json_out}", file=sys.stderr)
     if args.claim:
         write_claim(args, res, cfg, out["info"], time.perf_counter() - t_start)

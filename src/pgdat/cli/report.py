@@ -15,8 +15,9 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from pgdat.report import write_report
+    from pgdat.rundir import guard_output
 
-    path = write_report(args.runs, args.out, args.title)
+    path = write_report(args.runs, guard_output(args.out, "-o", "report.html"), args.title)
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB, self-contained)")
     return 0
 

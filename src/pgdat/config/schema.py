@@ -92,6 +92,9 @@ class TrainConfig:
     checkpoint_every: int = 0          # also keep epoch_N.pt every N epochs; 0 = off
     progress: bool = True              # progress bar
     callbacks: tuple[dict[str, Any], ...] = ()  # extra callbacks, e.g. [{name: grad_norm}] (training.CALLBACKS)
+    # written by pgdat train --resume --extend-epochs N, not by hand: [{at_epoch: E, from: T, to: T+N}] = epochs
+    # before E (0-based) ran a T-epoch lr schedule, later ones a (T+N)-epoch one (training/extension.py)
+    extensions: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ replays exactly what an uninterrupted run would have done.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -26,19 +27,22 @@ from pgdat.methods.base import ATTACK_COST
 from pgdat.models.memory_format import MIN_CPU_CHANNELS, channels_last_ok
 from pgdat.models.normalize import resolve_input_norm
 from pgdat.precision import autocast, resolve_precision
+from pgdat.rundir import RunLock, is_run_file
 from pgdat.runinfo import run_info
 from pgdat.threat import BOXES, resolve_box
 from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
 from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
+from pgdat.training.extension import extend_config, extension_record, is_extension, schedule_epochs
 from pgdat.training.kill_hook import kill_after_step, kill_if_reached
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
 from pgdat.training.validate import config_warnings, validate_config
 
-# keys that may differ between a run and its resumption (they do not change what is computed)
-RESUMABLE_CHANGES = {"train.epochs", "train.progress", "train.checkpoint_every", "data.root", "data.download"}
+# keys that may differ between a run and its resumption (they do not change what is computed); train.epochs changes
+# the learning-rate schedule: it changes only through an explicit extension (training/extension.py)
+RESUMABLE_CHANGES = {"train.progress", "train.checkpoint_every", "data.root", "data.download"}
 
 
 def flatten_config(d: dict, prefix: str = "") -> dict:
@@ -69,15 +73,21 @@ class Trainer:
     """Trains ``cfg`` into the run directory ``out`` (``out/last.pt`` is resumed from when ``resume``).
 
     ``data``: an already built :class:`DataBundle` (e.g. an induced or feature-injected dataset) used instead of
-    loading ``cfg.data``; its ``info`` still sizes the model.
+    loading ``cfg.data``; its ``info`` still sizes the model. ``lock``: the caller's :class:`RunLock` of ``out``,
+    held for the whole training (else the trainer holds one while it sets up and while it fits: a second process
+    writing into ``out`` is refused). ``extend_epochs``: with ``resume``, train that many epochs more than the run's
+    ``train.epochs`` (recorded in ``train.extensions``, see :mod:`pgdat.training.extension`).
     """
 
     def __init__(self, cfg: Config, out: str | Path, *, resume: bool = False,
-                 callbacks: list[Callback] | None = None, data: DataBundle | None = None) -> None:
+                 callbacks: list[Callback] | None = None, data: DataBundle | None = None,
+                 lock: RunLock | None = None, extend_epochs: int = 0) -> None:
         validate_config(cfg)  # every key checked before any data is loaded or model built
         for note in config_warnings(cfg):
             warnings.warn(note, stacklevel=2)
-        self.cfg, self.out = cfg, Path(out)
+        if extend_epochs and not resume:
+            raise PgdatError(f"--extend-epochs {extend_epochs} extends a run being resumed: add --resume RUN_DIR")
+        self.cfg, self.out, self.lock = cfg, Path(out), lock
         self.device = resolve_device(cfg.train.device)
         self.dist = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
@@ -123,14 +133,23 @@ class Trainer:
         defaults = [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
         self.callbacks = list(callbacks) if callbacks is not None else defaults  # the caller's list is not extended
         self.callbacks += build_callbacks(self._callback_specs())
-        # temp files of checkpoint writes a kill interrupted (only pgdat's own; nothing else is touched)
-        self.removed_temps = remove_stale_temps(self.out) if self.dist.is_main and self.out.is_dir() else []
-        if resume:
-            self._load(self.out / "last.pt")
-        elif self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_checkpoint({"model": self.model.state_dict(), "model_config": self.model_cfg,
-                             "config": config_to_dict(cfg)}, self.out / "init.pt")
+        with self._owned(create=not resume):
+            # temp files of the run's own writes that a kill interrupted (exact names, this directory only)
+            self.removed_temps = remove_stale_temps(self.out, is_run_file) \
+                if self.dist.is_main and self.out.is_dir() else []
+            if resume:
+                self._load(self.out / "last.pt", extend_epochs)
+            elif self.dist.is_main:
+                self.out.mkdir(parents=True, exist_ok=True)
+                save_checkpoint({"model": self.model.state_dict(), "model_config": self.model_cfg,
+                                 "config": config_to_dict(cfg)}, self.out / "init.pt")
+
+    def _owned(self, create: bool = True) -> contextlib.AbstractContextManager:
+        """The run directory's lock for a phase that writes it: the caller's (kept), else one held for the phase;
+        only the main process writes, so only it locks."""
+        if self.lock is not None or not self.dist.is_main:
+            return contextlib.nullcontext()
+        return RunLock(self.out).acquire(create=create)
 
     def _callback_specs(self) -> list[dict[str, Any]]:
         """``train.callbacks`` plus the method's default callbacks (e.g. the CO monitor) not configured already."""
@@ -152,6 +171,10 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, then evaluate best.pt and last.pt on the test set; returns the summary."""
+        with self._owned():
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         if self.dist.is_main:
             for cb in self.callbacks:
                 cb.on_fit_start(self)
@@ -193,6 +216,7 @@ class Trainer:
         ctx = StepContext(attack=self.attack_cfg, attack_model=self.attack_model, generator=gen,
                           precision=self.precision, epoch=e, state=self.method_state, n_index=self.n_index,
                           num_classes=self.data.info.num_classes, class_counts=self.class_counts)
+        total = schedule_epochs(cfg.train, e)  # the lr schedule's length (train.epochs unless extended later)
         stats = torch.zeros(6, device=dev)  # loss sum, n, clean correct, clean n, adv correct, adv n
         first_bad = torch.full((), -1, device=dev, dtype=torch.long)
         for cb in self.callbacks:
@@ -206,7 +230,7 @@ class Trainer:
         for i, progress, (x, y, idx) in replayed(batches, self.method.replays, e, n_batches):  # i: optimizer step
             if self.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            lr = lr_at(cfg.optim, progress, cfg.train.epochs)
+            lr = lr_at(cfg.optim, progress, total)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             ctx.progress, ctx.index, ctx.after_step = progress, idx, []
@@ -232,8 +256,9 @@ class Trainer:
             raise PgdatError(f"non-finite training loss at epoch {e + 1}, step {int(first_bad) + 1}: lower the "
                              f"learning rate or use precision=fp32; the last good checkpoint is {self.out / 'last.pt'}")
         acc = lambda c, n: c / n if n else None  # noqa: E731
-        return {"lr": lr, "train_loss": stats[0] / max(stats[1], 1), "train_clean_acc": acc(stats[2], stats[3]),
-                "train_robust_acc": acc(stats[4], stats[5])}
+        out = {"lr": lr, "train_loss": stats[0] / max(stats[1], 1), "train_clean_acc": acc(stats[2], stats[3]),
+               "train_robust_acc": acc(stats[4], stats[5])}
+        return out | ({"schedule_epochs": total} if cfg.train.extensions else {})
 
     def _optimise(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
         """One optimisation step on a batch (x (B, C, H, W), y (B,)): the method's loss, backward, update."""
@@ -322,13 +347,40 @@ class Trainer:
             state["ema"] = self.ema.module.state_dict()
         return state
 
-    def _load(self, path: Path) -> None:
+    def _check_same_experiment(self, path: Path, saved: Config, epoch: int) -> None:
+        """Resuming under another config would mix two experiments in one run: refuse any change but
+        :data:`RESUMABLE_CHANGES` and an explicit extension made at the checkpoint's ``epoch``."""
+        bad = config_changes(config_to_dict(saved), config_to_dict(self.cfg))
+        if not bad or (set(bad) <= {"train.epochs", "train.extensions"} and is_extension(saved, self.cfg, epoch)):
+            return
+        hint = ""
+        if "train.epochs" in bad:
+            extra = self.cfg.train.epochs - saved.train.epochs
+            hint = (f"; train.epochs ({saved.train.epochs} -> {self.cfg.train.epochs}) sets the learning-rate "
+                    "schedule, so changing it would splice two schedules: to train longer, resume with "
+                    f"--extend-epochs {extra if extra > 0 else 'N'} (recorded in config.yaml and metrics.jsonl)")
+        raise PgdatError(f"cannot resume {path} with a different config: {', '.join(bad)} changed (only "
+                         f"{', '.join(sorted(RESUMABLE_CHANGES))} may change); start a new run elsewhere{hint}")
+
+    def _extend(self, extra: int) -> None:
+        """Train ``extra`` more epochs: the longer schedule applies from the current epoch on (recorded in
+        ``train.extensions``); a final.json of the shorter run is kept as ``final.epochE.json``."""
+        if self.stop_reason is not None:
+            raise PgdatError(f"{self.out} stopped early at epoch {self.epoch} ({self.stop_reason}): --extend-epochs "
+                             "cannot continue it; start a new run with more train.epochs instead")
+        self.cfg = extend_config(self.cfg, extra, at_epoch=self.epoch)
+        final = self.out / "final.json"
+        if self.dist.is_main and final.exists():
+            k, dest = 1, self.out / f"final.epoch{self.epoch}.json"
+            while dest.exists():
+                k += 1
+                dest = self.out / f"final.epoch{self.epoch}-{k}.json"
+            final.rename(dest)
+
+    def _load(self, path: Path, extend_epochs: int = 0) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
-        if "config" in ckpt:  # resuming under another config would mix two experiments in one run
-            bad = config_changes(config_to_dict(config_from_dict(ckpt["config"])), config_to_dict(self.cfg))
-            if bad:
-                raise PgdatError(f"cannot resume {path} with a different config: {', '.join(bad)} changed (only "
-                                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change); start a new run elsewhere")
+        if "config" in ckpt:
+            self._check_same_experiment(path, config_from_dict(ckpt["config"]), ckpt["epoch"])
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -340,3 +392,7 @@ class Trainer:
         self.stop_reason = self.history[-1].get("stop_reason") if self.history else None
         if not all(torch.isfinite(p.detach()).all() for p in self.model.parameters()):
             raise PgdatError(f"{path} holds non-finite weights; resume from an earlier checkpoint")
+        if extend_epochs:
+            self._extend(extend_epochs)
+        if self.cfg.train.extensions:
+            self.header["extensions"] = extension_record(self.cfg.train)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from pgdat.config.schema import Config
 from pgdat.errors import PgdatError
+from pgdat.rundir import check_run_name
 
 # methods that train on clean data only (no training attack, so attack.* is not used)
 NON_ATTACKING_METHODS = frozenset({"standard"})
@@ -240,13 +241,31 @@ def _check_components(cfg: Config) -> None:
     _check_entries("train.callbacks", cfg.train.callbacks, CALLBACKS, ())
 
 
+def _check_extensions(cfg: Config) -> None:
+    """``train.extensions`` (written by ``--extend-epochs``): a chain from_0 < to_0 = from_1 < ... = train.epochs,
+    each applying from an epoch at most its ``from`` (a run is extended once it has stopped or earlier)."""
+    prev, last_at = None, 0
+    for k, ext in enumerate(cfg.train.extensions):
+        ok = isinstance(ext, dict) and set(ext) == {"at_epoch", "from", "to"} and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in ext.values())
+        if not ok or not (last_at <= ext["at_epoch"] <= ext["from"] < ext["to"]) or prev not in (None, ext["from"]):
+            _fail(f"train.extensions[{k}]", f"{ext!r} is not an extension of the previous schedule; it is written by "
+                  "pgdat train --resume RUN --extend-epochs N (e.g. {at_epoch: 10, from: 10, to: 15}): do not edit it")
+        prev, last_at = ext["to"], ext["at_epoch"]
+    if prev is not None and prev != cfg.train.epochs:
+        _fail("train.epochs", f"{cfg.train.epochs} disagrees with train.extensions, whose last entry extends to "
+              f"{prev} epochs; change the epochs of a run only with pgdat train --resume RUN --extend-epochs N")
+
+
 def validate_config(cfg: Config) -> None:
     """Raise :class:`PgdatError` naming the first bad key and its valid range/names; return None when all is fine."""
+    check_run_name(cfg.name)
     _check_names(cfg)
     _check_attack(cfg)
     _check_model(cfg)
     _check_data(cfg)
     _check_optim_train(cfg)
+    _check_extensions(cfg)
     _check_eval(cfg)
     _check_method_params(cfg)
     _check_components(cfg)
