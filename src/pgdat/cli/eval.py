@@ -9,7 +9,13 @@ from pathlib import Path
 
 import torch
 
-from pgdat.checkpoint import atomic_write_bytes, check_fits_dataset, load_checkpoint, model_from_checkpoint
+from pgdat.checkpoint import (
+    atomic_write_bytes,
+    check_fits_dataset,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
 from pgdat.cli.main import register_command
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
@@ -49,9 +55,9 @@ def _model_and_data(args: argparse.Namespace):
 
     info = dataset_info(args.data)
     if args.checkpoint:
-        ckpt = load_checkpoint(args.checkpoint)
-        check_fits_dataset(ckpt, info, args.data)  # before building the model and loading (maybe downloading) data
-        model = model_from_checkpoint(ckpt, args.device, source=args.checkpoint)
+        ckpt, source = load_checkpoint(args.checkpoint), resolve_checkpoint(args.checkpoint)
+        check_fits_dataset(ckpt, info, args.data, source)  # before building the model and loading (downloading) data
+        model = model_from_checkpoint(ckpt, args.device, source=source)
         cfg = ckpt["model_config"]
     else:
         torch.manual_seed(args.seed)
