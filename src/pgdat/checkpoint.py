@@ -99,7 +99,7 @@ def _one_line_reason(e: BaseException) -> str:
     """The informative line of a (possibly multi-line, ANSI-coloured) torch.load error, so errors stay one line."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
     lines = [ln for ln in lines if ln]
-    found = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(e).__name__)
+    found = next((ln for ln in lines if "Unsupported" in ln), lines[0] if lines else type(e).__name__)
     return found.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
 
 

@@ -98,7 +98,8 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
     from pgdat.eval.masking import masking_checks
 
     n = min(args.batch_size, 256)
-    findings = masking_checks(model, x[:n], y[:n], eps=eps, norm=args.norm, seed=args.seed)
+    findings = masking_checks(model, x[:n], y[:n], eps=eps, norm=args.norm, seed=args.seed, on_oom="halve",
+                              batch_option=CLI_EVAL_BATCH)
     for f in findings:
         print(f"[{'MASKING?' if f.fired else 'ok'}] {f.name}: {f.message}")
     return [f.__dict__ for f in findings]
@@ -124,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     out = {**res.to_dict(), "per_class": per_class, "data": args.data, "checkpoint": args.checkpoint, "model": cfg,
            "info": run_info(x.device)}
     if args.sanity:
-        checks = sanity_checks(model, x[:args.batch_size], y[:args.batch_size], eps=eps, norm=args.norm)
+        checks = sanity_checks(model, x[:args.batch_size], y[:args.batch_size], eps=eps, norm=args.norm,
+                               on_oom="halve", batch_option=CLI_EVAL_BATCH)
         for c in checks:
             print(f"[{'ok' if c.passed else 'FAILED'}] {c.name}: {c.message}")
         out["sanity"] = [c.__dict__ for c in checks]
