@@ -62,6 +62,17 @@ def test_mathtext_in_names_and_keys_is_drawn_as_text(tmp_path):
     assert plot_per_class(history[-1], tmp_path / "p.png", title=f"{MATH}, epoch 2").stat().st_size > 0
 
 
+def test_mathtext_in_analysis_plots_is_drawn_as_text(tmp_path):
+    from pgdat.analysis.criticality import plot_heatmap
+    from pgdat.analysis.overfitting import plot_robust_overfitting
+
+    run = write_run(tmp_path, "r", MATH)
+    history = [{**m, "test_robust_acc": 0.3 + 0.01 * m["epoch"]} for m in load_run(run).history]
+    assert plot_robust_overfitting({MATH: history}, tmp_path / "o.png").stat().st_size > 0
+    summary = {"layers": [{"layer": MATH, "stage": MATH, "criticality": 40.0}], "mean": 40.0}
+    assert plot_heatmap({MATH: summary}, tmp_path / "h.png", title=MATH).stat().st_size > 0
+
+
 def _mutate(run: Path, file: str, edit) -> None:  # noqa: ANN001
     path = run / file
     path.write_bytes(edit(path.read_bytes()))
