@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickletools
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ def check_archive(path: Path) -> None:
                 raise _archive_error(path, f"its structure record is {pkl[0].file_size} bytes (at most "
                                            f"{MAX_PICKLE_BYTES} allowed; a run's checkpoint needs ~100 KB)")
             data = zf.read(pkl[0])  # checks the record's CRC-32
+    except PgdatError:
+        raise
     except zipfile.BadZipFile as e:
         with open(path, "rb") as f:
             legacy = f.read(2) in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -57,6 +60,8 @@ def check_archive(path: Path) -> None:
                              "sizes cannot be checked before loading; re-save it with a current torch") from None
         raise PgdatError(f"cannot read checkpoint {path}: the file is truncated, damaged or not a torch file ({e}); "
                          "re-save it, or resume from an earlier checkpoint") from None
+    except (OSError, EOFError, ValueError, NotImplementedError, struct.error, zipfile.LargeZipFile) as e:
+        raise _archive_error(path, f"its zip directory is damaged ({type(e).__name__}: {e})") from None
     _check_pickle(path, data)
 
 
@@ -67,7 +72,7 @@ def _check_records(path: Path, infos: list[zipfile.ZipInfo], size: int) -> None:
         if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
             raise _archive_error(path, f"record {info.filename!r} is compressed or encrypted (declares "
                                        f"{info.file_size} bytes); torch.save stores records uncompressed")
-        if info.file_size != info.compress_size or info.header_offset + info.compress_size > size:
+        if info.file_size != info.compress_size or not 0 <= info.header_offset <= size - info.compress_size:
             raise _archive_error(path, f"record {info.filename!r} declares {info.file_size} bytes, more than the "
                                        "file holds")
         total += info.file_size
