@@ -76,3 +76,10 @@ def test_out_of_range_seed_is_a_one_line_error(capsys, key, value):
     err = capsys.readouterr().err.strip()
     assert err.startswith("pgdat train: error:") and key in err and "\n" not in err
     assert getattr(load_config(None, [f"{key}={MAX_SEED}"]), key.split(".")[0]).__dict__[key.split(".")[1]] == MAX_SEED
+
+
+@pytest.mark.parametrize("value", [10**23, -1])
+def test_out_of_range_eval_seed_is_a_one_line_error(capsys, value):
+    assert main(["eval", "--model", "small_cnn", "--seed", str(value), "--n", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"pgdat eval: error: --seed must be an integer in [0, {MAX_SEED}] (got {value}), e.g. --seed 0"

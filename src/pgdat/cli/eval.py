@@ -17,6 +17,7 @@ from pgdat.checkpoint import (
     resolve_checkpoint,
 )
 from pgdat.cli.main import register_command
+from pgdat.config.loader import MAX_SEED
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
 from pgdat.memory import CLI_EVAL_BATCH
@@ -80,6 +81,8 @@ def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
         raise PgdatError("--device cuda but no CUDA GPU is visible; use --device cpu")
     if args.n < 0:
         raise PgdatError(f"--n must be >= 0 (got {args.n})")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise PgdatError(f"--seed must be an integer in [0, {MAX_SEED}] (got {args.seed}), e.g. --seed 0")
     eps = parse_eps(args.eps, "--eps")
     step_size = parse_eps(args.step_size, "--step-size") if args.step_size is not None else None
     attacking = any(a.strip().lower() != "clean" for a in args.attacks.split(",") if a.strip())
