@@ -25,7 +25,7 @@ HASH_ALGORITHM = "sha256-content-v1"
 MAX_PICKLE_BYTES = 64 << 20  # the structure record (tensors are separate records); a trained run's is ~100 KB
 MAX_PICKLE_OPS = 4_000_000  # pickle opcodes; each can create one Python object
 MAX_NESTING = 64  # containers inside containers (a run's checkpoint nests 6 deep)
-MAX_STACK = 100_000  # values pending on the unpickler's stack (torch.save batches a dict's items by 1000)
+MAX_STACK = 50_000  # values pending on the unpickler's stack (torch.save batches a dict's items by 1000)
 MAX_NODES = 4_000_000  # values visited when walking the loaded structure, shared sub-structures counted each time
 
 
@@ -120,7 +120,10 @@ def _step(op: pickletools.OpcodeInfo, arg: Any, stack: list[list], marks: list[i
             stack.append(entry)
         else:
             depth = 1 + max(e[0] for e in popped) if popped else 0
-            stack += [[depth, None] for _ in op.stack_after]
+            if len(op.stack_after) == 1:
+                stack.append([depth, None])
+            else:
+                stack.extend([depth, None] for _ in op.stack_after)
 
 
 def _check_pickle(path: Path, data: bytes) -> None:
