@@ -112,7 +112,7 @@ def test_model_config_nested_deep_is_refused_quickly(tmp_path, build, depth):
     peak, t0 = _peak_mib(), time.perf_counter()
     with pytest.raises(PgdatError, match=r"corrupt checkpoint .*deep\.pt: its structure (nests deeper than 64|keeps)"):
         load_checkpoint(deep)
-    assert time.perf_counter() - t0 < 5 and _peak_mib() - peak < 100  # ~0.5 s on an idle core
+    assert time.perf_counter() - t0 < 5 and _peak_mib() - peak < 100  # 1.7 s at load average 28
 
 
 @pytest.mark.parametrize("field,value", [("num_classes", "ten"), ("in_channels", -1), ("kwargs", [1]), ("name", 3),
