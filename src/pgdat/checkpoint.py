@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,16 @@ from pgdat.errors import PgdatError
 
 # re-exported: checkpoint writes are atomic writes
 from pgdat.fileio import TEMP_FILE, DiskFullError, atomic_write_bytes, remove_stale_temps  # noqa: F401
+from pgdat.integrity import HASH_ALGORITHM, INTEGRITY_KEY, check_archive, check_structure, content_digest
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Atomically save a plain dict (tensors, numbers, strings, lists, dicts) with ``torch.save``."""
-    return atomic_write_bytes(path, lambda f: torch.save(payload, f))
+    """Atomically save a plain dict (tensors, numbers, strings, lists, dicts) with ``torch.save``, stamped with the
+    SHA-256 of its content (:func:`pgdat.integrity.content_digest`) that :func:`load_checkpoint` checks."""
+    digest = content_digest(payload, f"checkpoint {path}")
+    stamped = {k: v for k, v in payload.items() if k != INTEGRITY_KEY}
+    stamped[INTEGRITY_KEY] = {"algorithm": HASH_ALGORITHM, "digest": digest}
+    return atomic_write_bytes(path, lambda f: torch.save(stamped, f))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -42,25 +48,78 @@ def _one_line_reason(e: BaseException) -> str:
     """The informative line of a (possibly multi-line, ANSI-coloured) torch.load error, so errors stay one line."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
     lines = [ln for ln in lines if ln]
-    found = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(e).__name__)
+    found = next((ln for ln in lines if "Unsupported" in ln), lines[0] if lines else type(e).__name__)
     return found.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict with ``weights_only=True``: a file that would run code when unpickled is refused."""
-    p = resolve_checkpoint(path)
+def _torch_load(p: Path) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU, every failure a one-line PgdatError naming ``p``."""
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        reason = _one_line_reason(e)
+        if "Unsupported global" not in str(e):  # a damaged pickle, not one that names code to run
+            raise PgdatError(f"corrupt checkpoint {p}: its structure record does not unpickle ({reason}); resume "
+                             "from an earlier checkpoint or copy the file again") from None
         raise PgdatError(f"refused to load {p}: it is not a plain weights file (loading it would execute code it "
                          f"contains). Only load checkpoints you trust, re-saved as plain state_dicts. "
-                         f"({_one_line_reason(e)})") from None
+                         f"({reason})") from None
+    except MemoryError:
+        raise
     except (RuntimeError, EOFError, OSError) as e:
         raise PgdatError(f"cannot read checkpoint {p}: the file is truncated or not a torch file "
                          f"({_one_line_reason(e)}); re-save it, or resume from an earlier checkpoint") from None
+    except Exception as e:  # noqa: BLE001 - any other failure to parse an untrusted file is a damaged file
+        raise PgdatError(f"corrupt checkpoint {p}: {type(e).__name__} while reading it ({_one_line_reason(e)}); "
+                         "resume from an earlier checkpoint or copy the file again") from None
+
+
+def _verify(obj: dict[str, Any], p: Path) -> None:
+    """Check and remove the content hash; a checkpoint saved before hashes existed loads with a warning."""
+    stamp = obj.pop(INTEGRITY_KEY, None)
+    if stamp is None:
+        check_structure(obj, f"checkpoint {p}")
+        warnings.warn(f"checkpoint {p} carries no content hash (saved before pgdat stamped checkpoints with one): it "
+                      "loads, but damage to its bytes cannot be detected; re-save it to add one", stacklevel=3)
+        return
+    if not isinstance(stamp, dict) or stamp.get("algorithm") != HASH_ALGORITHM or not isinstance(
+            stamp.get("digest"), str):
+        raise PgdatError(f"corrupt checkpoint {p}: its '{INTEGRITY_KEY}' record is malformed (got {stamp!r:.80}, "
+                         f"expected {{'algorithm': '{HASH_ALGORITHM}', 'digest': '<sha256 hex>'}})")
+    if content_digest(obj, f"checkpoint {p}") != stamp["digest"]:
+        raise PgdatError(f"corrupt checkpoint {p}: its content does not match the SHA-256 recorded when it was saved "
+                         "(bytes changed on disk or in a copy); resume from an earlier checkpoint or copy it again")
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    """Move every tensor of a loaded structure to ``device``, dicts and lists in place (keeps state_dict metadata)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            obj[k] = _to_device(v, device)
+    elif isinstance(obj, list):
+        obj[:] = [_to_device(v, device) for v in obj]
+    elif isinstance(obj, tuple) and type(obj) is tuple:
+        return tuple(_to_device(v, device) for v in obj)
+    return obj
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``: a file that would run code when unpickled is refused.
+
+    Before anything is allocated the zip records and the pickle are checked against the bounds of
+    :mod:`pgdat.integrity`; after loading on the CPU the content hash is checked (a mismatch is a "corrupt
+    checkpoint" PgdatError naming the file) and removed, then tensors move to ``map_location``.
+    """
+    p = resolve_checkpoint(path)
+    check_archive(p)
+    obj = _torch_load(p)
     if not isinstance(obj, dict):
         raise PgdatError(f"checkpoint {p} holds a {type(obj).__name__}, expected a dict of state_dicts")
-    return obj
+    _verify(obj, p)
+    device = torch.device(map_location)
+    return obj if device.type == "cpu" else _to_device(obj, device)
 
 
 def model_config(name: str, num_classes: int, in_channels: int, mean: Any, std: Any, *,
@@ -92,23 +151,75 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", *, which: s
     return model_from_checkpoint(load_checkpoint(path), device, which=which, source=resolve_checkpoint(path))
 
 
+def check_model_config(cfg: Any, source: Any = "checkpoint") -> dict:
+    """PgdatError naming ``source`` and the field unless ``cfg`` has the shape :func:`model_config` writes."""
+    def bad(field: str, want: str) -> PgdatError:
+        got = cfg.get(field) if isinstance(cfg, dict) else cfg
+        return PgdatError(f"{source}: model_config{'.' + field if field else ''} must be {want} (got {got!r:.80})")
+
+    if not isinstance(cfg, dict):
+        raise bad("", "a mapping like {'name': 'small_cnn', 'num_classes': 10, 'in_channels': 1, ...}")
+    if not isinstance(cfg.get("name"), str):
+        raise bad("name", "a model name such as 'small_cnn'")
+    for field in ("num_classes", "in_channels"):
+        v = cfg.get(field)
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1_000_000:
+            raise bad(field, "an integer in [1, 1000000], e.g. 10")
+    for field in ("mean", "std"):
+        v = cfg.get(field)
+        if v is not None and (not isinstance(v, list) or len(v) != cfg["in_channels"] or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in v)):
+            raise bad(field, f"null or a list of {cfg['in_channels']} numbers (one per channel), e.g. [0.5]")
+    kwargs = cfg.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise bad("kwargs", "a mapping of architecture options such as {'width': 16}")
+    if not isinstance(cfg.get("bn_var", "biased"), str):
+        raise bad("bn_var", "'biased' or 'unbiased'")
+    return cfg
+
+
+def _check_weights_fit(cfg: dict, state: Any, which: str, source: Any) -> None:
+    """The ``which`` state_dict has the tensors (names, shapes) of the model ``cfg`` describes; checked on a model
+    built on the meta device, so a model_config asking for a huge model allocates nothing."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PgdatError(f"{source}: '{which}' must be a state_dict (parameter name -> tensor)")
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+    except PgdatError as e:
+        raise PgdatError(f"{source}: model_config does not describe a model: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        reason = _one_line_reason(e)
+        raise PgdatError(f"{source}: model_config {cfg!r:.200} does not build a model ({reason})") from None
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != shapes:
+        diff = sorted(set(got.items()) ^ set(shapes.items()))[:3]
+        raise PgdatError(f"{source}: the '{which}' weights do not fit the model its model_config describes "
+                         f"(differing entries, first 3: {diff}); the file is damaged or mixes two models")
+
+
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu", *, which: str = "model",
                           source: Any = "checkpoint") -> nn.Module:
-    """The model of an already loaded checkpoint dict (eval mode, on ``device``)."""
+    """The model of an already loaded checkpoint dict (eval mode, on ``device``); a malformed model_config or
+    weights that do not fit it are a PgdatError naming ``source`` and the field."""
     if "model_config" not in ckpt or which not in ckpt:
         raise PgdatError(f"{source} is not a pgdat checkpoint (needs 'model_config' and '{which}')")
-    model = build_model(ckpt["model_config"])
+    cfg = check_model_config(ckpt["model_config"], source)
+    _check_weights_fit(cfg, ckpt[which], which, source)
+    model = build_model(cfg)
     model.load_state_dict(ckpt[which])
     return model.to(device).eval()
 
 
-def check_fits_dataset(ckpt: dict[str, Any], info: Any, data: str) -> None:
+def check_fits_dataset(ckpt: dict[str, Any], info: Any, data: str, source: Any = "checkpoint") -> None:
     """The checkpoint's model takes the images and predicts the classes of dataset ``data`` (``info``: its
     :class:`pgdat.data.DatasetInfo`); else a PgdatError naming the dataset the run was trained on. Call it before
-    loading (maybe downloading) the data. A file without a model_config is left to the loader to refuse."""
+    loading (maybe downloading) the data. A file without a model_config is left to the loader to refuse; a malformed
+    one is a PgdatError naming ``source``."""
     cfg = ckpt.get("model_config")
-    if not isinstance(cfg, dict):
+    if cfg is None:
         return
+    check_model_config(cfg, source)
     if cfg["num_classes"] == info.num_classes and cfg["in_channels"] == info.shape[0]:
         return
     data_cfg = ckpt.get("config", {}).get("data") if isinstance(ckpt.get("config"), dict) else None

@@ -2,17 +2,21 @@
 size that fits with a bounded number of probes, and tell the user which option to set.
 
 CUDA, MPS and XPU raise ``torch.OutOfMemoryError``; the CPU allocator raises a ``RuntimeError`` ("DefaultCPUAllocator:
-can't allocate memory" on Linux and macOS, "not enough memory" on Windows). On Linux with memory overcommit the kernel
-may instead kill a CPU process outright (the OOM killer), which no Python code can catch.
+can't allocate memory" on Linux and macOS, "not enough memory" on Windows), oneDNN (mkldnn convolutions on the CPU)
+"could not create a primitive" when its scratch memory cannot be allocated, C++ code "std::bad_alloc", Python a
+``MemoryError``. On Linux with memory overcommit the kernel may instead kill a CPU process outright (the OOM killer),
+which no Python code can catch.
 """
 
 from __future__ import annotations
 
 import gc
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import torch
 
@@ -20,15 +24,21 @@ from pgdat.errors import PgdatError
 
 _OOM_TYPES = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError})
 _OOM_TEXT = ("DefaultCPUAllocator: can't allocate memory", "not enough memory", "out of memory",
-             "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+             "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED", "std::bad_alloc", "Cannot allocate memory")
+# oneDNN's allocation failure; "could not create a primitive descriptor" is an unsupported configuration, not memory
+_ONEDNN_OOM = re.compile(r"could not create a primitive(?! descriptor)")
 ON_OOM = ("raise", "halve")
+T = TypeVar("T")
 
 
 def is_oom(error: BaseException) -> bool:
     """True when ``error`` is an allocator failure (any device), False for every other exception."""
-    if isinstance(error, _OOM_TYPES):
+    if isinstance(error, (*_OOM_TYPES, MemoryError)):
         return True
-    return isinstance(error, RuntimeError) and any(t in str(error) for t in _OOM_TEXT)
+    if not isinstance(error, RuntimeError):
+        return False
+    text = str(error)
+    return any(t in text for t in _OOM_TEXT) or _ONEDNN_OOM.search(text) is not None
 
 
 def free_memory(device: torch.device | str) -> None:
@@ -149,6 +159,36 @@ class Batcher:
                 f"{self.size}; {self.option.set_to(self.size)} avoids the retry")
         self.notes.append(note)
         warnings.warn(note, stacklevel=3)
+
+
+def _attempt(run: Callable[[int], T], k: int, device: torch.device | str) -> tuple[bool, T | None]:
+    """(True, run(k)), or (False, None) with memory freed when it ran out of memory; other errors propagate."""
+    try:
+        return True, run(k)
+    except Exception as e:  # noqa: BLE001 - re-raised unless it is an allocator failure
+        if not is_oom(e):
+            raise
+    free_memory(device)
+    return False, None
+
+
+def on_prefix(run: Callable[[int], T], n: int, device: torch.device | str, option: BatchOption, what: str,
+              on_oom: str = "raise") -> tuple[T, int]:
+    """(``run(k)``, k) for a check that runs on the first k of n items at once: k = n when it fits. Out of memory:
+    ``raise`` a PgdatError naming ``option`` and the largest k that fits; ``halve`` k with a warning and retry."""
+    if on_oom not in ON_OOM:
+        raise PgdatError(f"unknown on_oom '{on_oom}'; valid: {', '.join(ON_OOM)}")
+    k = n
+    while True:
+        ok, result = _attempt(run, k, device)
+        if ok:
+            return result, k
+        if on_oom == "raise" or k <= 1:
+            largest = largest_fitting(run, k, device)[0] if on_oom == "raise" else 0
+            raise oom_error(device, option, n, what, largest)
+        failed, k = k, k // 2
+        warnings.warn(f"out of memory on {device} at {option.name}={failed} ({what}): running them on the first {k} "
+                      f"points; {option.set_to(k)} avoids the retry", stacklevel=3)
 
 
 def _prefix(step: Callable[[int, int], object], start: int, k: int) -> object:

@@ -213,21 +213,21 @@ def constructor_init_fn(model_config: dict, like: nn.Module) -> Callable[[int], 
 
 def plot_heatmap(summaries: dict[str, dict[str, Any]], path: str | Path, *, title: str = "layer criticality") -> Path:
     """Heat map (runs x layers) of criticality [%] with each run's mean over layers; one row per run."""
-    from pgdat.analysis.plots import plt
+    from pgdat.analysis.plots import plain_text, plt
 
     runs = list(summaries)
     names = [r["layer"] for r in summaries[runs[0]]["layers"]]
     grid = torch.tensor([[r["criticality"] for r in summaries[k]["layers"]] for k in runs])
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(names), 1.2 + 0.45 * len(runs)))
     im = ax.imshow(grid.numpy(), cmap="viridis_r", vmin=0, vmax=100, aspect="auto")
-    ax.set_xticks(range(len(names)), [f"{r['layer']}\n[{r['stage']}]" for r in summaries[runs[0]]["layers"]],
-                  rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(runs)), [f"{k} (mean {summaries[k]['mean']:.1f})" for k in runs], fontsize=8)
+    ticks = [plain_text(f"{r['layer']}\n[{r['stage']}]") for r in summaries[runs[0]]["layers"]]
+    ax.set_xticks(range(len(names)), ticks, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(runs)), [plain_text(f"{k} (mean {summaries[k]['mean']:.1f})") for k in runs], fontsize=8)
     for i in range(len(runs)):
         for j in range(len(names)):
             ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7, color="w")
     fig.colorbar(im, ax=ax, label="criticality [%]")
-    ax.set_title(title)
+    ax.set_title(plain_text(title))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

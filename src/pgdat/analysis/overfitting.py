@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pgdat.analysis.plots import plt
+from pgdat.analysis.plots import plain_text, plt
 from pgdat.errors import PgdatError
 
 
@@ -48,12 +48,12 @@ def plot_robust_overfitting(runs: dict[str, list[dict[str, Any]]], path: Path) -
         color = f"C{i}"
         tested = [m for m in history if m.get("test_robust_acc") is not None]  # eval.every > 1 skips epochs
         ax.plot([m["epoch"] for m in tested], [100 * m["test_robust_acc"] for m in tested], "-", color=color,
-                marker="o", ms=3, label=f"{name} test robust")
+                marker="o", ms=3, label=plain_text(f"{name} test robust"))
         ep = [m["epoch"] for m in history]
         train = [m.get("train_robust_acc") for m in history]
         if any(v is not None for v in train):
             ax.plot(ep, [100 * v if v is not None else float("nan") for v in train], "--", color=color,
-                    label=f"{name} train robust")
+                    label=plain_text(f"{name} train robust"))
         s = robust_overfitting(history)
         ax.plot([s["best_epoch"]], [100 * s["best_robust_test"]], "*", color=color, ms=12)
     ax.set_xlabel("epoch")

@@ -13,6 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 CURVES = [("train", "-"), ("val", "--"), ("test", ":")]
 
 
+def plain_text(text: object) -> str:
+    """``text`` shown as written: every ``$`` escaped, so a run name or metric key such as ``$\\foo$`` is not parsed
+    as mathtext (which raises on unknown commands). Use it for every title, label and legend entry made from data."""
+    return str(text).replace("$", r"\$")
+
+
 def percent(values: list[float | None]) -> list[float]:
     """Accuracies in [0,1] as percentages; None (e.g. a class absent from the evaluated subset) -> nan (no bar)."""
     return [float("nan") if v is None else 100 * v for v in values]
@@ -54,7 +60,7 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, *, best_epoc
         ax.axvline(best_epoch, color="k", alpha=0.4, lw=1)
         ax.annotate(f"best (val) ep {best_epoch}", (best_epoch, ax.get_ylim()[1]), fontsize=8, va="top")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(plain_text(title))
     ax.legend(fontsize=7, ncol=3)
     ax.grid(alpha=0.3)
     ax_lr.plot(epochs, [m["lr"] for m in history], color="tab:gray")
@@ -74,7 +80,7 @@ def plot_series(history: list[dict[str, Any]], keys: list[str], path: Path, *, y
     fig, ax = plt.subplots(figsize=(6, 3.5))
     epochs = [m["epoch"] for m in history]
     for key in keys:
-        ax.plot(epochs, [m.get(key, float("nan")) for m in history], marker="o", ms=3, label=key)
+        ax.plot(epochs, [m.get(key, float("nan")) for m in history], marker="o", ms=3, label=plain_text(key))
     if band is not None and keys:
         mean = [m.get(keys[0], float("nan")) for m in history]
         std = [max(m.get(band, 0.0), 0.0) ** 0.5 for m in history]
@@ -83,8 +89,8 @@ def plot_series(history: list[dict[str, Any]], keys: list[str], path: Path, *, y
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_ylabel(plain_text(ylabel))
+    ax.set_title(plain_text(title))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -104,7 +110,7 @@ def plot_per_class(metrics: dict[str, Any], path: Path, *, title: str = "") -> P
         ax.set_xticks([c + 0.2 * (len(keys) - 1) for c in range(n)], [str(c) for c in range(n)])
     ax.set_xlabel("class")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(plain_text(title))
     ax.legend(fontsize=8)
     fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.16)  # fixed margins, see plot_learning_curves
     return save_figure(fig, path, dpi=100)

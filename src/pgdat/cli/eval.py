@@ -9,7 +9,13 @@ import time
 
 import torch
 
-from pgdat.checkpoint import atomic_write_bytes, check_fits_dataset, load_checkpoint, model_from_checkpoint
+from pgdat.checkpoint import (
+    atomic_write_bytes,
+    check_fits_dataset,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
 from pgdat.cli.commands import register_command
 from pgdat.cli.eval_external import (
     add_external_arguments,
@@ -18,6 +24,7 @@ from pgdat.cli.eval_external import (
     external_model,
     write_claim,
 )
+from pgdat.config.loader import MAX_SEED
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
 from pgdat.eval.labels import cascade_label
@@ -70,9 +77,9 @@ def _model_and_data(args: argparse.Namespace):
     info = dataset_info(args.data)
     check_external_options(args, info.shape[0])  # before loading any model or data
     if args.checkpoint:
-        ckpt = load_checkpoint(args.checkpoint)
-        check_fits_dataset(ckpt, info, args.data)  # before building the model and loading (maybe downloading) data
-        model = model_from_checkpoint(ckpt, args.device, source=args.checkpoint)
+        ckpt, source = load_checkpoint(args.checkpoint), resolve_checkpoint(args.checkpoint)
+        check_fits_dataset(ckpt, info, args.data, source)  # before building the model and loading (downloading) data
+        model = model_from_checkpoint(ckpt, args.device, source=source)
         cfg = ckpt["model_config"]
     elif args.model_file:
         model, cfg = external_model(args, info)
@@ -116,6 +123,8 @@ def _check_options(args: argparse.Namespace) -> tuple[float, float | None]:
         raise PgdatError("--device cuda but no CUDA GPU is visible; use --device cpu")
     if args.n < 0:
         raise PgdatError(f"--n must be >= 0 (got {args.n})")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise PgdatError(f"--seed must be an integer in [0, {MAX_SEED}] (got {args.seed}), e.g. --seed 0")
     eps = parse_eps(args.eps, "--eps", norm=args.norm, scale=args.eps_scale)
     step_size = (parse_eps(args.step_size, "--step-size", norm=args.norm, scale=args.eps_scale)
                  if args.step_size is not None else None)
@@ -135,7 +144,8 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
     from pgdat.eval.masking import masking_checks
 
     n = min(args.batch_size, 256)
-    findings = masking_checks(model, x[:n], y[:n], eps=eps, norm=args.norm, seed=args.seed)
+    findings = masking_checks(model, x[:n], y[:n], eps=eps, norm=args.norm, seed=args.seed, on_oom="halve",
+                              batch_option=CLI_EVAL_BATCH)
     for f in findings:
         print(f"[{'MASKING?' if f.fired else 'ok'}] {f.name}: {f.message}")
     return [f.__dict__ for f in findings]
@@ -172,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     out = {**res.to_dict(), "robust_accuracy_by": cascade_label(args.attacks), "per_class": per_class,
            "data": args.data, "checkpoint": args.checkpoint, "model": cfg, "info": run_info(x.device)}
     if args.sanity:
-        checks = sanity_checks(model, x[:args.batch_size], y[:args.batch_size], eps=eps, norm=args.norm)
+        checks = sanity_checks(model, x[:args.batch_size], y[:args.batch_size], eps=eps, norm=args.norm,
+                               on_oom="halve", batch_option=CLI_EVAL_BATCH)
         for c in checks:
             print(f"[{'ok' if c.passed else 'FAILED'}] {c.name}: {c.message}")
         out["sanity"] = [c.__dict__ for c in checks]

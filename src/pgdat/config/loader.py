@@ -21,8 +21,32 @@ RECIPES = Path(__file__).resolve().parent.parent / "configs"
 _EXP_FLOAT = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
 
 
+MAX_YAML_BYTES = 1 << 20  # a recipe is a few KB
+MAX_YAML_DEPTH = 32  # mappings/lists inside each other (a recipe nests 4 deep)
+MAX_SEED = 2**32 - 1  # every RNG pgdat seeds (torch, numpy, random) takes [0, 2^32)
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key repeated in one mapping (PyYAML keeps the last one silently)."""
+    """SafeLoader that refuses a key repeated in one mapping (PyYAML keeps the last one silently), aliases (``*a``:
+    a few lines of them expand into gigabytes once copied) and nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise PgdatError(f"YAML alias '*{event.anchor}' at line {event.start_mark.line + 1}: pgdat configs do not "
+                             "take anchors and aliases (a few of them can expand into gigabytes); write the value out, "
+                             "e.g. 'params: {beta: 6.0}'")
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise PgdatError(f"YAML nesting deeper than {MAX_YAML_DEPTH} levels at line "
+                                 f"{self.peek_event().start_mark.line + 1}; a recipe nests like "
+                                 "'method: {params: {beta: 6.0}}'")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
@@ -36,7 +60,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _yaml(text: str) -> Any:
+    if len(text) > MAX_YAML_BYTES:
+        raise PgdatError(f"YAML text of {len(text)} characters (at most {MAX_YAML_BYTES}; a recipe is a few KB)")
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_yaml_file(path: str | Path, what: str = "YAML file") -> Any:
+    """Parse a YAML file with the config loader's limits (no aliases, bounded size and nesting, no repeated keys);
+    every failure is a one-line PgdatError naming ``path``."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_YAML_BYTES:
+            raise PgdatError(f"it is {p.stat().st_size} bytes (at most {MAX_YAML_BYTES}; a config is a few KB)")
+        return _yaml(p.read_text())
+    except yaml.YAMLError as e:
+        raise PgdatError(f"cannot parse {what} {p} as YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError:
+        raise PgdatError(f"cannot parse {what} {p} as YAML: it is not a UTF-8 text file") from None
+    except PgdatError as e:
+        raise PgdatError(f"{what} {p}: {e}") from None
 
 
 def _numbers(value: Any) -> Any:
@@ -112,6 +154,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
                              f"{', '.join(fields)}")
         tp = hints[key]
         kwargs[key] = _build(tp, value, path) if dataclasses.is_dataclass(tp) else _coerce(value, tp, path)
+        if key.endswith("seed") and isinstance(kwargs[key], int) and not 0 <= kwargs[key] <= MAX_SEED:
+            raise PgdatError(f"{path} must be an integer in [0, {MAX_SEED}] (got {kwargs[key]}), e.g. {key}: 0")
     return cls(**kwargs)
 
 
@@ -160,6 +204,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             reason = " ".join(str(getattr(e, "problem", None) or e).split())
             raise PgdatError(f"override '{item}': the value is not valid YAML ({reason}); quote lists and mappings "
                              "for the shell, e.g. --set 'data.transforms=[{name: label_noise, rate: 0.2}]'") from None
+        except PgdatError as e:
+            raise PgdatError(f"override '{item:.80}': {e}") from None
         _set_dotted(data, key.strip(), value)
     return data
 
@@ -181,14 +227,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
     data: dict = {}
     if path is not None:
         p = recipe_path(path)
-        try:
-            data = _yaml(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise PgdatError(f"cannot parse {p} as YAML: {e}") from None
-        except UnicodeDecodeError:
-            raise PgdatError(f"cannot parse {p} as YAML: it is not a UTF-8 text file; give a recipe .yaml") from None
-        except PgdatError as e:
-            raise PgdatError(f"{p}: {e}") from None
+        data = load_yaml_file(p, "config") or {}
         if not isinstance(data, dict):
-            raise PgdatError(f"{p} must be a mapping of sections like 'train: {{epochs: 5}}' (got {data!r})")
+            raise PgdatError(f"{p} must be a mapping of sections like 'train: {{epochs: 5}}' (got {data!r:.80})")
     return config_from_dict(apply_overrides(data, overrides or []))

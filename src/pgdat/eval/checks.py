@@ -7,8 +7,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pgdat.attacks.core import attack_mode
+from pgdat.attacks.core import attack_mode, check_logits
 from pgdat.attacks.pgd import pgd
+from pgdat.errors import PgdatError
+from pgdat.memory import API_BATCH, BatchOption, on_prefix
+
+
+def check_outputs(out: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    """PgdatError unless a model's output on a batch with labels y (B,) is floating-point logits (B, C) covering
+    every label of ``labels`` (default y): a model that returns argmax labels (integers) cannot be attacked or
+    checked. One host sync (the label range)."""
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        kind = f"{out.dtype} tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(
+            out).__name__
+        raise PgdatError(f"the model returned a {kind}, not floating-point logits (B, num_classes): it looks like it "
+                         "outputs predicted labels (an argmax); evaluate the network before its argmax")
+    check_logits(out, y, labels)
 
 
 def output_warnings(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:
@@ -38,15 +52,27 @@ class CheckResult:
 
 
 def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
-                  steps: int = 20, seed: int = 0) -> list[CheckResult]:
+                  steps: int = 20, seed: int = 0, on_oom: str = "raise", batch_option: BatchOption = API_BATCH
+                  ) -> list[CheckResult]:
     """Run the evaluation sanity checks on a batch (x (B, C, H, W) in [0,1], y (B,)); model mode is restored.
 
     - eps = 0 must give the clean accuracy exactly;
     - a huge eps (the whole image box) must drive PGD accuracy to about 0 — if not, gradients are masked;
     - input gradients of the loss must be nonzero for most points.
+
+    Out of memory on the whole batch (any device): ``on_oom="raise"`` raises a PgdatError naming ``batch_option``
+    and the largest size that fits; ``"halve"`` runs the checks on the first half of the batch, with a warning.
     """
+    return on_prefix(lambda k: _sanity(model, x[:k], y[:k], eps=eps, norm=norm, steps=steps, seed=seed),
+                     x.shape[0], x.device, batch_option, "sanity checks", on_oom)[0]
+
+
+def _sanity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, steps: int,
+            seed: int) -> list[CheckResult]:
     with attack_mode(model, "eval"), torch.no_grad():
-        clean = model(x).argmax(1).eq(y).float().mean().item()
+        logits = model(x)
+        check_outputs(logits, y)
+        clean = logits.argmax(1).eq(y).float().mean().item()
     gen = torch.Generator(device=x.device)
     x0 = pgd(model, x, y, eps=0.0, step_size=0.0, steps=1, norm=norm, generator=gen.manual_seed(seed))
     big_eps = 1.0 if norm == "linf" else float(x[0].numel()) ** 0.5

@@ -17,6 +17,8 @@ from torch import nn
 from pgdat.attacks.core import attack_mode, check_inputs
 from pgdat.attacks.pgd import pgd
 from pgdat.errors import PgdatError
+from pgdat.eval.checks import check_outputs
+from pgdat.memory import API_BATCH, BatchOption, on_prefix
 from pgdat.threat import ThreatModel
 
 
@@ -90,10 +92,13 @@ def _pgd_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, 
     return _accuracy(model, x_adv, y)
 
 
-def _output_guards(model: nn.Module, x: torch.Tensor) -> list[MaskingFinding]:
-    """Probabilities instead of logits; two forward passes that differ."""
+def _output_guards(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[MaskingFinding]:
+    """Probabilities instead of logits; two forward passes that differ. Outputs that are not logits (B, C), e.g.
+    argmax labels, are a PgdatError."""
     with torch.no_grad():
-        a, b = model(x).float(), model(x).float()
+        a = model(x)
+        check_outputs(a, y)
+        a, b = a.float(), model(x).float()
     probs = bool(a.min() >= 0 and a.max() <= 1 and torch.allclose(a.sum(1), torch.ones_like(a[:, 0]), atol=1e-4))
     diff = (a - b).abs().max().item()
     return [
@@ -166,12 +171,15 @@ def _attack_guards(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: f
 
 def masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
                    steps: int = 10, queries: int = 200, seed: int = 0, tol: float = 0.03,
-                   max_zero_grad_share: float = 0.1, huge_eps_max_acc: float = 0.05) -> list[MaskingFinding]:
+                   max_zero_grad_share: float = 0.1, huge_eps_max_acc: float = 0.05, on_oom: str = "raise",
+                   batch_option: BatchOption = API_BATCH) -> list[MaskingFinding]:
     """Run every gradient-masking guard on one batch (x (B, C, H, W) in [0,1], y (B,)); model mode is restored.
 
     eps: the evaluation radius (pixel units, > 0). steps: PGD steps of the reference attack (also run with 4x steps
     and 2x eps). queries: forward passes of the black-box random search. tol: accuracy slack (fraction) before a
-    comparison fires. Cost: about (7 * steps + queries) forward passes of the batch.
+    comparison fires. Cost: about (7 * steps + queries) forward passes of the batch. Out of memory on the whole
+    batch (any device): ``on_oom="raise"`` raises a PgdatError naming ``batch_option`` and the largest size that
+    fits; ``"halve"`` runs the guards on the first half of the batch (repeatedly), with a warning.
     """
     check_inputs(x, y)
     ThreatModel(norm, eps)
@@ -179,12 +187,15 @@ def masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: f
         raise PgdatError(f"masking checks need eps > 0 (got {eps}): they compare attacks inside the eps ball")
     if steps < 1 or queries < 1:
         raise PgdatError(f"masking checks need steps >= 1 and queries >= 1 (got {steps}, {queries})")
-    with attack_mode(model, "eval"):
-        findings = _output_guards(model, x)
-        findings.append(_gradient_guard(model, x, y, max_zero_grad_share))
-        findings += _attack_guards(model, x, y, eps=eps, norm=norm, steps=steps, queries=queries, seed=seed,
-                                   tol=tol, huge_eps_max_acc=huge_eps_max_acc)
-    return findings
+    def guards(k: int) -> list[MaskingFinding]:
+        xk, yk = x[:k], y[:k]
+        with attack_mode(model, "eval"):
+            findings = _output_guards(model, xk, yk)
+            findings.append(_gradient_guard(model, xk, yk, max_zero_grad_share))
+            return findings + _attack_guards(model, xk, yk, eps=eps, norm=norm, steps=steps, queries=queries,
+                                             seed=seed, tol=tol, huge_eps_max_acc=huge_eps_max_acc)
+
+    return on_prefix(guards, x.shape[0], x.device, batch_option, "masking checks", on_oom)[0]
 
 
 def fired(findings: list[MaskingFinding]) -> list[MaskingFinding]:

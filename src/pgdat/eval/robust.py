@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from pgdat.attacks.autoattack import COMPONENTS
-from pgdat.attacks.core import attack_mode, check_inputs, check_logits
+from pgdat.attacks.core import attack_mode, check_inputs
 from pgdat.attacks.specs import ATTACKS, EvalAttack, parse_attacks
 from pgdat.data.bundle import as_unit_float
 from pgdat.errors import PgdatError
-from pgdat.eval.checks import output_warnings
+from pgdat.eval.checks import check_outputs, output_warnings
 from pgdat.eval.progress import BatchEvent
 from pgdat.eval.shard import Shard
 from pgdat.eval.state import EvalState, fingerprint, open_state
@@ -79,7 +79,7 @@ def _predict(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batcher: Batche
         with torch.no_grad():
             logits = model(x[i:j])
         if i == 0:
-            check_logits(logits, y[i:j], labels=y)  # one sync for the shape and every label's range
+            check_outputs(logits, y[i:j], labels=y)  # one sync for dtype, shape and every label's range
         pred[i:j] = logits.argmax(dim=1)
 
     batcher.run(x.shape[0], step, "clean accuracy")

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pgdat.analysis.plots import percent, plt
+from pgdat.analysis.plots import percent, plain_text, plt
 from pgdat.checkpoint import atomic_write_bytes
 from pgdat.report.runs import Run, format_table, load_run, summary_row
 
@@ -64,13 +64,13 @@ def curves_figure(runs: list[Run], *, key_sets: list[tuple[str, str]] | None = N
                 ys = [m.get(f"{split}_{kind}_acc") for m in run.history]
                 if any(v is not None for v in ys):
                     ax.plot(ep, [100 * v if v is not None else float("nan") for v in ys], style, color=f"C{i}",
-                            alpha=alpha, label=f"{run.name} {curve_name(run, split, kind)}")
+                            alpha=alpha, label=plain_text(f"{run.name} {curve_name(run, split, kind)}"))
         best = run.final.get("best_epoch")
         if best:
             ax.axvline(best, color=f"C{i}", lw=1, alpha=0.4)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title or "learning curves (vertical line: best epoch, chosen on validation)")
+    ax.set_title(plain_text(title) if title else "learning curves (vertical line: best epoch, chosen on validation)")
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -85,7 +85,7 @@ def traces_figure(run: Run, prefixes: tuple[str, ...], ylabel: str) -> str | Non
     fig, ax = plt.subplots(figsize=(8, 3))
     for k in keys:
         ax.plot([m["epoch"] for m in run.history], [m.get(k, float("nan")) for m in run.history], marker="o", ms=3,
-                label=k)
+                label=plain_text(k))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
@@ -103,7 +103,7 @@ def per_class_figure(run: Run) -> str | None:
     fig, ax = plt.subplots(figsize=(8, 3))
     width = 0.8 / len(keys)
     for j, k in enumerate(keys):
-        ax.bar([i + j * width for i in range(len(last[k]))], percent(last[k]), width, label=k)
+        ax.bar([i + j * width for i in range(len(last[k]))], percent(last[k]), width, label=plain_text(k))
     ax.set_xlabel("class")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=7)
@@ -126,19 +126,25 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _esc(value: Any) -> str:
+    """Any value read from a run file, as HTML text."""
+    return html.escape("" if value is None else str(value))
+
+
 def run_section(run: Run) -> str:
-    parts = [f"<section><h2>{html.escape(run.name)}</h2>",
-             f"<p>{html.escape(str(run.header.get('device', '')))} · pgdat {run.header.get('pgdat', '?')} · torch "
-             f"{run.header.get('torch', '?')} · git {run.header.get('git_sha', '?')} · "
-             f"seed {run.header.get('seed')}</p>",
+    """The HTML of one run; every value read from its files goes through :func:`html.escape`."""
+    h = run.header
+    parts = [f"<section><h2>{_esc(run.name)}</h2>",
+             f"<p>{_esc(h.get('device', ''))} · pgdat {_esc(h.get('pgdat', '?'))} · torch {_esc(h.get('torch', '?'))}"
+             f" · git {_esc(h.get('git_sha', '?'))} · seed {_esc(h.get('seed'))}</p>",
              _img(curves_figure([run], title=f"{run.name}: learning curves"), f"{run.name} learning curves")]
     for which in ("best", "last"):
         block = run.final.get(which)
         if block:
             label = f"{which} (epoch {run.final.get('best_epoch')})" if which == "best" else which
             by = run.final.get("robust_accuracy_by") or run.final.get("attacks", "")
-            parts.append(f"<h3>final evaluation, {html.escape(label)}, n={run.final.get('n')}, robust accuracy by "
-                         f"{html.escape(str(by))}</h3>")
+            parts.append(f"<h3>final evaluation, {_esc(label)}, n={_esc(run.final.get('n'))}, robust accuracy by "
+                         f"{_esc(by)}</h3>")
             parts.append(_table([{"attack": k, "accuracy": v} for k, v in block["accuracy"].items()]))
     for prefixes, label in ((("co_",), "CO monitor"), (("grad_norm",), "gradient norm")):
         fig = traces_figure(run, prefixes, label)

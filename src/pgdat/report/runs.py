@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pgdat.config.loader import load_yaml_file
 from pgdat.errors import PgdatError
 
 # forward/backward passes per training example and step: attack steps x restarts (each an input-gradient pass)
@@ -39,16 +38,108 @@ class Run:
         return self.path.name
 
 
+MAX_RUN_FILE_BYTES = 256 << 20  # metrics.jsonl of a long run with per-class rows is a few MB
+_NUM = (int, float)
+
+
+def _read(path: Path) -> str:
+    """The text of a run file, size-bounded; a PgdatError naming it when it cannot be read as UTF-8."""
+    size = path.stat().st_size
+    if size > MAX_RUN_FILE_BYTES:
+        raise PgdatError(f"{path} is {size} bytes (at most {MAX_RUN_FILE_BYTES}): not a pgdat run file")
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise PgdatError(f"{path} is not a UTF-8 text file: not a pgdat run file") from None
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise PgdatError(f"{where}: JSON nested too deeply to read") from None
+    except ValueError as e:  # JSONDecodeError, and integers too long to convert
+        raise PgdatError(f"{where}: not valid JSON ({e})") from None
+
+
+def _check(ok: bool, where: str, field: str, value: Any, want: str) -> None:
+    if not ok:
+        raise PgdatError(f"{where}: field '{field}' must be {want} (got {value!r:.80})")
+
+
+def _is_num(v: Any, none: bool = False) -> bool:
+    return (v is None and none) or (isinstance(v, _NUM) and not isinstance(v, bool))
+
+
+def _check_row(row: Any, where: str) -> None:
+    """A metrics row: a JSON object whose fields the report reads have the types it expects."""
+    _check(isinstance(row, dict), where, "(line)", row, "a JSON object like {\"epoch\": 1, ...}")
+    if row.get("type") == "header":
+        return
+    _check(isinstance(row.get("epoch"), int) and not isinstance(row.get("epoch"), bool), where, "epoch",
+           row.get("epoch"), "an integer, e.g. 1")
+    for key, value in row.items():
+        if key.endswith("_acc") and not key.startswith("per_class") or key in ("time_train", "time_eval"):
+            _check(_is_num(value, none=True), where, key, value, "a number or null, e.g. 0.5")
+        elif key.startswith("per_class"):
+            _check(isinstance(value, list) and all(_is_num(v, none=True) for v in value), where, key, value,
+                   "a list of numbers, e.g. [0.9, 0.8]")
+        elif key == "best_epoch":
+            _check(_is_num(value, none=True), where, key, value, "an integer or null, e.g. 3")
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(_read(path).splitlines(), 1):
+        if line.strip():
+            row = _json(line, f"{path} line {i}")
+            _check_row(row, f"{path} line {i}")
+            rows.append(row)
+    return rows
+
+
+def _check_final(final: Any, path: Path) -> dict[str, Any]:
+    _check(isinstance(final, dict), str(path), "(file)", final, "a JSON object like {\"best\": {...}}")
+    _check(_is_num(final.get("best_epoch"), none=True), str(path), "best_epoch", final.get("best_epoch"),
+           "an integer or null")
+    for which in ("best", "last"):
+        block = final.get(which)
+        if block:
+            _check(isinstance(block, dict), str(path), which, block, "an object with accuracy and robust_accuracy")
+            acc = block.get("accuracy")
+            _check(isinstance(acc, dict) and all(_is_num(v) for v in acc.values()), str(path), f"{which}.accuracy",
+                   acc, 'an object of attack -> accuracy, e.g. {"clean": 0.9}')
+            _check(_is_num(block.get("robust_accuracy")), str(path), f"{which}.robust_accuracy",
+                   block.get("robust_accuracy"), "a number, e.g. 0.45")
+    return final
+
+
+def _check_config(config: Any, path: Path) -> dict[str, Any]:
+    where = str(path)
+    _check(isinstance(config, dict), where, "(file)", config, "a mapping of sections like 'method: {name: pgd_at}'")
+    method, attack = config.get("method"), config.get("attack")
+    _check(isinstance(method, dict) and isinstance(method.get("name"), str), where, "method.name",
+           method.get("name") if isinstance(method, dict) else method, "a method name, e.g. pgd_at")
+    _check(isinstance(attack, dict), where, "attack", attack, "a mapping like {eps: 0.3, steps: 10}")
+    _check(_is_num(attack.get("eps")), where, "attack.eps", attack.get("eps"), "a number, e.g. 0.3")
+    for key in ("steps", "restarts"):
+        _check(isinstance(attack.get(key), int) and not isinstance(attack.get(key), bool), where, f"attack.{key}",
+               attack.get(key), "an integer, e.g. 10")
+    return config
+
+
 def load_run(path: str | Path) -> Run:
-    """Read ``config.yaml``, ``metrics.jsonl`` and (when present) ``final.json`` of a run directory."""
+    """Read ``config.yaml``, ``metrics.jsonl`` and (when present) ``final.json`` of a run directory; a malformed
+    file is a one-line PgdatError naming the file (and line) and the field."""
     p = Path(path)
     if not (p / "metrics.jsonl").is_file() or not (p / "config.yaml").is_file():
         raise PgdatError(f"{p} is not a pgdat run directory (needs config.yaml and metrics.jsonl)")
-    rows = [json.loads(s) for s in (p / "metrics.jsonl").read_text().splitlines() if s.strip()]
+    rows = _read_metrics(p / "metrics.jsonl")
     header = rows[0] if rows and rows[0].get("type") == "header" else {}
-    final = json.loads((p / "final.json").read_text()) if (p / "final.json").is_file() else {}
-    return Run(p, yaml.safe_load((p / "config.yaml").read_text()), header,
-               [r for r in rows if r.get("type") != "header"], final)
+    final_path = p / "final.json"
+    final = _check_final(_json(_read(final_path), str(final_path)), final_path) if final_path.is_file() else {}
+    config = _check_config(load_yaml_file(p / "config.yaml", "run config"), p / "config.yaml")
+    return Run(p, config, header, [r for r in rows if r.get("type") != "header"], final)
 
 
 def _final_acc(run: Run, which: str, key: str) -> float | None:
