@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             raise PgdatError(f"{out} already holds a run: resume it with --resume {out}, or pick another --out")
     trainer = Trainer(cfg, out, resume=bool(args.resume))
     if trainer.dist.is_main:
-        write_config(cfg, out / "config.yaml")
+        write_config(trainer.cfg, out / "config.yaml")  # as resolved (data.extra: sha256, n_images)
     try:
         summary = trainer.fit()
     except BaseException as e:

@@ -20,6 +20,11 @@ class DataConfig:
     crop_padding: int = 4              # zero padding of the random crop, pixels
     drop_last: bool = True             # drop the last short training batch
     transforms: tuple[dict[str, Any], ...] = ()  # dataset transforms in order, e.g. [{name: label_noise, rate: 1.0}]
+    extra: dict[str, Any] = field(default_factory=dict)  # extra training images mixed into every batch, e.g.
+    #                                    {path: gen1m.npz, fraction: 0.7}: uncompressed .npz with image uint8 (N, H, W,
+    #                                    C) and label (N,), memory-mapped; fraction = share of each batch; an epoch is
+    #                                    a pass over the real data; optional pins sha256 and n_images are checked (the
+    #                                    run records both). {} = off
 
 
 @dataclass(frozen=True)

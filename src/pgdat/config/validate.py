@@ -126,6 +126,44 @@ def _check_data(cfg: Config) -> None:
         from pgdat.data.augment import AUGMENTS
 
         _name_in("data.augment", d.augment, ("auto", *AUGMENTS))
+    if d.extra:
+        _check_extra(cfg)
+
+
+def _check_extra(cfg: Config) -> None:
+    """data.extra: known keys, a fraction that leaves real and extra images in every batch, well-formed pins, and
+    a file whose layout and image size fit the dataset (read from its headers only, no image is loaded)."""
+    from pgdat.data import dataset_info
+    from pgdat.data.extra import EXTRA_KEYS, extra_per_batch, inspect_extra
+
+    extra, example = cfg.data.extra, "e.g. data.extra={path: gen1m.npz, fraction: 0.7}"
+    unknown = sorted(set(extra) - set(EXTRA_KEYS))
+    if unknown:
+        _fail("data.extra", f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(EXTRA_KEYS)}")
+    for key in ("path", "fraction"):
+        if extra.get(key) is None:
+            _fail(f"data.extra.{key}", f"is required when data.extra is set; {example}")
+    if not isinstance(extra["path"], str) or not extra["path"].endswith(".npz"):
+        _fail("data.extra.path", f"must be an .npz file path (got {extra['path']!r}); {example}")
+    fraction = extra["fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        _fail("data.extra.fraction", f"must be a number in (0, 1), the share of extra images in each batch (got "
+              f"{fraction!r}); Wang et al. 2023 use 0.7")
+    sha = extra.get("sha256")
+    if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", str(sha)):
+        _fail("data.extra.sha256", f"must be 64 lowercase hex digits (got {sha!r}), or left out")
+    n = extra.get("n_images")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        _fail("data.extra.n_images", f"must be an integer >= 1 (got {n!r}), or left out")
+    try:
+        extra_per_batch(cfg.data.batch_size, float(fraction))
+        image, _ = inspect_extra(extra["path"])
+    except PgdatError as err:
+        _fail("data.extra", str(err))
+    c, h, w = dataset_info(cfg.data.name).shape
+    if tuple(image.shape[1:]) != (h, w, c):
+        _fail("data.extra.path", f"{extra['path']} holds {image.shape[1]}x{image.shape[2]}x{image.shape[3]} (H, W, "
+              f"C) images but {cfg.data.name}'s are {h}x{w}x{c}; give images of the training data's size")
 
 
 def _check_optim_train(cfg: Config) -> None:

@@ -34,7 +34,15 @@ from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
-from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
+from pgdat.training.setup import (
+    EMA,
+    attach_extra,
+    make_loader,
+    prepare_data,
+    resolve_device,
+    set_determinism,
+    stream_seed,
+)
 
 # keys that may differ between a run and its resumption (they do not change what is computed)
 RESUMABLE_CHANGES = {"train.epochs", "train.progress", "train.checkpoint_every", "data.root", "data.download"}
@@ -85,7 +93,9 @@ class Trainer:
         set_determinism(cfg.train.deterministic)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.data = data if data is not None else prepare_data(cfg.data, cfg.train.seed)
-        self.n_index = int(self.data.train.index.max()) + 1
+        self.data, self.cfg = attach_extra(self.data, cfg)  # data.extra: the config now pins its sha256 and size
+        cfg, extra = self.cfg, self.data.extra
+        self.n_index = int(self.data.train.index.max()) + 1 + (len(extra) if extra is not None else 0)
         # attack.box auto -> unit | none from the data (unclipped injected features lie outside [0,1])
         self.attack_cfg = dataclasses.replace(cfg.attack, box=resolve_box(cfg.attack.box, self.data.info.in_unit_box))
         self.box = BOXES[self.attack_cfg.box]  # (lo, hi) or None: the image box of training and evaluation attacks
@@ -118,6 +128,8 @@ class Trainer:
                        "attack_bn_mode": cfg.attack.bn_mode, "bn_var": cfg.model.bn_var,
                        "input_norm": cfg.model.input_norm, "input_mean": mean, "input_std": std}
         self.header |= {"attack_box": self.attack_cfg.box, "replays": self.method.replays}
+        if extra is not None:
+            self.header["data_extra"] = extra.describe()
         defaults = [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
         self.callbacks = list(callbacks) if callbacks is not None else defaults  # the caller's list is not extended
         self.callbacks += build_callbacks(self._callback_specs())
