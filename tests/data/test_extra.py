@@ -163,3 +163,13 @@ def test_trainer_records_the_extra_set_and_refuses_a_changed_file(tmp_path, tiny
     write_extra(path, 300, (28, 28, 1), seed=1)  # the file is replaced by other images
     with pytest.raises(PgdatError, match=r"data\.extra\.sha256 changed"):
         Trainer(load_config("default", [*over, "train.epochs=2"]), tmp_path / "run", callbacks=[], resume=True)
+
+
+def test_wang_et_al_recipe_validates_with_its_generated_file(tmp_path):
+    write_extra(tmp_path / "gen.npz", 20, (32, 32, 3))
+    cfg = load_config("cifar10/trades_wrn28_gen", [f"data.extra.path={tmp_path / 'gen.npz'}"])
+    validate_config(cfg)
+    # Wang et al. 2023 (train-wa.py example): TRADES beta 5, label smoothing 0.1, EMA, 70% generated, WRN-28-10
+    assert (cfg.method.name, cfg.method.params["beta"], cfg.optim.label_smoothing) == ("trades", 5.0, 0.1)
+    assert (cfg.data.extra["fraction"], cfg.data.batch_size, cfg.model.name) == (0.7, 512, "wrn28_10")
+    assert 0 < cfg.optim.ema < 1 and cfg.attack.eps == pytest.approx(8 / 255)

@@ -155,11 +155,8 @@ def _check_extra(cfg: Config) -> None:
     n = extra.get("n_images")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         _fail("data.extra.n_images", f"must be an integer >= 1 (got {n!r}), or left out")
-    try:
-        extra_per_batch(cfg.data.batch_size, float(fraction))
-        image, _ = inspect_extra(extra["path"])
-    except PgdatError as err:
-        _fail("data.extra", str(err))
+    extra_per_batch(cfg.data.batch_size, float(fraction))  # its messages name data.extra.fraction
+    image, _ = inspect_extra(extra["path"])  # ... and data.extra.path
     c, h, w = dataset_info(cfg.data.name).shape
     if tuple(image.shape[1:]) != (h, w, c):
         _fail("data.extra.path", f"{extra['path']} holds {image.shape[1]}x{image.shape[2]}x{image.shape[3]} (H, W, "
@@ -174,6 +171,9 @@ def _check_optim_train(cfg: Config) -> None:
     _finite("optim.gamma", o.gamma, lo=0.0, lo_open=True)
     _finite("optim.warmup_epochs", o.warmup_epochs, lo=0.0)
     _finite("optim.grad_clip", o.grad_clip, lo=0.0, hint="0 turns clipping off")
+    if not (math.isfinite(o.label_smoothing) and 0 <= o.label_smoothing < 1):
+        _fail("optim.label_smoothing", f"must be a finite number in [0, 1) (got {o.label_smoothing}); 0 turns it off, "
+              "Wang et al. 2023 use 0.1")
     if not (o.ema == 0 or 0 < o.ema < 1):
         _fail("optim.ema", f"must be 0 (off) or in (0, 1) (got {o.ema})")
     for i, b in enumerate(o.betas):

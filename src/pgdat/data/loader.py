@@ -106,15 +106,16 @@ class DeviceLoader:
 
     def _batches(self, perm: torch.Tensor | None, dy: torch.Tensor | None, dx: torch.Tensor | None,
                  flip: torch.Tensor | None, mixed: tuple | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
-        bs, augmenting = self.real_batch, self.augment != "none"
+        bs = self.real_batch
         for i in range(len(self)):
             sl = slice(i * bs, (i + 1) * bs)
             take = perm[sl] if perm is not None else sl
-            x, y, idx = self.x[take], self.y[take], self.index[take]
-            if augmenting:
-                x = crop_flip(x, _part(dy, sl), _part(dx, sl), _part(flip, sl), self.crop_padding)
-            if mixed is not None:
-                x, y, idx = _mix(x, y, idx, next(mixed[0]), *mixed[1], i, self.crop_padding if augmenting else None)
+            x, y, idx, aug = self.x[take], self.y[take], self.index[take], (_part(dy, sl), _part(dx, sl),
+                                                                              _part(flip, sl))
+            if mixed is not None:  # extra images appended before augmenting: one crop/flip over the whole batch
+                x, y, idx, aug = _mix(x, y, idx, aug, next(mixed[0]), *mixed[1], i)
+            if self.augment != "none":
+                x = crop_flip(x, *aug, self.crop_padding)
             x = as_unit_float(x)
             yield (x, y, idx) if self.return_index else (x, y)
 
@@ -139,13 +140,12 @@ def _part(t: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
     return t[sl] if t is not None else None
 
 
-def _mix(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, extra: tuple[torch.Tensor, ...],
-         aug: tuple[torch.Tensor | None, ...], bounds: list[int], i: int, padding: int | None
-         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Append batch ``i``'s extra images (augmented with their slice of ``aug`` when ``padding`` is not None)."""
+def _mix(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, aug: tuple[torch.Tensor | None, ...],
+         extra: tuple[torch.Tensor, ...], extra_aug: tuple[torch.Tensor | None, ...], bounds: list[int], i: int,
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...]]:
+    """Append batch ``i``'s extra images, labels, indices and augmentation draws (its slice of ``extra_aug``)."""
     xe, ye, ie = extra
-    if padding is not None:
-        sl = slice(bounds[i], bounds[i + 1])
-        xe = crop_flip(xe, *(_part(t, sl) for t in aug), padding)
     xe = xe if xe.dtype == x.dtype else as_unit_float(xe)  # float real images (a transform's): pixel units
-    return torch.cat([x, xe]), torch.cat([y, ye]), torch.cat([idx, ie])
+    sl = slice(bounds[i], bounds[i + 1])
+    aug = tuple(None if a is None else torch.cat([a, e[sl]]) for a, e in zip(aug, extra_aug, strict=True))
+    return torch.cat([x, xe]), torch.cat([y, ye]), torch.cat([idx, ie]), aug

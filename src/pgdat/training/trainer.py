@@ -24,6 +24,7 @@ from pgdat.errors import PgdatError
 from pgdat.memory import TRAIN_BATCH, free_memory, is_oom, largest_fitting, oom_error
 from pgdat.methods import METHODS, StepContext, build_method
 from pgdat.methods.base import ATTACK_COST
+from pgdat.methods.smoothing import label_smoothing
 from pgdat.models.memory_format import MIN_CPU_CHANNELS, channels_last_ok
 from pgdat.models.normalize import resolve_input_norm
 from pgdat.precision import autocast, resolve_precision
@@ -246,8 +247,12 @@ class Trainer:
 
     def _optimise(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
         """One optimisation step on a batch (x (B, C, H, W), y (B,)): the method's loss, backward, update."""
-        with autocast(self.precision, self.device):
+        with autocast(self.precision, self.device), label_smoothing(self.cfg.optim.label_smoothing) as smoothing:
             out = self.method(self.train_model, x, y, ctx)
+        if smoothing.value > 0 and not smoothing.applied:  # a Python flag: no host sync
+            raise PgdatError(f"method '{self.cfg.method.name}' does not apply optim.label_smoothing (its loss has no "
+                             "label cross-entropy through pgdat.methods.smoothing.label_ce); use "
+                             "optim.label_smoothing=0, or method trades or pgd_at")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out["loss"]).backward()
         if self.scaler.is_enabled():
