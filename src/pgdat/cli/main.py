@@ -36,6 +36,7 @@ def is_interrupt(e: BaseException) -> bool:
 def _load_commands() -> None:
     from pgdat.cli import analyze, report, repro, train  # noqa: F401  (each module registers itself)
     from pgdat.cli import eval as _eval  # noqa: F401
+    from pgdat.cli import list as _list  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:

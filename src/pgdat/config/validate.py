@@ -262,6 +262,7 @@ def _check_components(cfg: Config) -> None:
     """Model options, data transforms and callbacks, which are otherwise only looked up after the data is loaded
     and the model is built."""
     import importlib
+    import importlib.util
 
     import pgdat.data.injected  # noqa: F401  (registers inject_features)
     from pgdat.data.transforms import TRANSFORMS
@@ -276,6 +277,12 @@ def _check_components(cfg: Config) -> None:
     for mod in CALLBACK_MODULES:
         importlib.import_module(mod)
     _check_entries("train.callbacks", cfg.train.callbacks, CALLBACKS, ())
+    for spec in cfg.train.callbacks:  # optional packages a callback declares it needs (e.g. tensorboard, wandb)
+        cls = CALLBACKS[spec["name"]]
+        missing = [p for p in getattr(cls, "requires", ()) if importlib.util.find_spec(p) is None]
+        if missing:
+            _fail("train.callbacks", f"callback '{spec['name']}' needs the {', '.join(missing)} package: "
+                  f"{getattr(cls, 'install_hint', 'pip install ' + ' '.join(missing))}; or remove it from the list")
 
 
 def validate_config(cfg: Config) -> None:
