@@ -77,6 +77,20 @@ def test_extra_draws_are_seeded_and_resumable(tmp_path):
     assert not torch.equal(first[0], rest[0])  # another epoch draws other extra images
 
 
+def test_extra_draws_depend_on_the_epoch_seed_not_on_the_loader_history(tmp_path):
+    """The trainer reseeds the loader every epoch; a resumed run's fresh loader must draw what the old one did."""
+    write_extra(tmp_path / "x.npz", 500, (8, 8, 1))
+    extra = load_extra({"path": str(tmp_path / "x.npz"), "fraction": 0.5}, (1, 8, 8), 10)
+    kw = dict(drop_last=True, extra=extra, return_index=True)
+    long_run = DeviceLoader(real_split(100, (1, 8, 8)), 20, **kw)
+    for seed in (11, 12):
+        long_run.reseed(seed)
+        epoch = torch.cat([i for _, _, i in long_run])
+    resumed = DeviceLoader(real_split(100, (1, 8, 8)), 20, **kw)
+    resumed.reseed(12)
+    assert torch.equal(epoch, torch.cat([i for _, _, i in resumed]))
+
+
 def test_short_last_batch_keeps_the_fraction():
     picks = draw_extra(10, [4, 4, 2], np.random.default_rng(0))
     assert [len(p) for p in picks] == [4, 4, 2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,12 +95,16 @@ class DeviceLoader:
         return self._batches(*plan, mixed)
 
     def _draw_extra(self) -> tuple[Iterator[tuple[torch.Tensor, ...]], tuple[torch.Tensor | None, ...]]:
-        """This epoch's extra images per batch (host RNG seeded by (seed, epoch): no device sync) and their
-        augmentation draws (device generator, after the real split's)."""
+        """This epoch's extra images per batch and their augmentation draws (device generator, after the real
+        split's)."""
         n, bs = len(self.y), self.real_batch
         reals = [min(bs, n - i * bs) for i in range(len(self))]
         sizes = [self.n_extra if r == bs else round(r * self.n_extra / bs) for r in reals]
-        picks = draw_extra(len(self.extra), sizes, np.random.default_rng([self.seed, self.epoch]))
+        # host RNG seeded from the device generator's state: a function of (seed, epochs drawn since), restored by
+        # load_state_dict and reset by reseed, so resumed and uninterrupted runs draw the same extra images
+        state = self.generator.get_state().cpu().numpy().tobytes()  # once per epoch
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(state).digest()[:8], "little"))
+        picks = draw_extra(len(self.extra), sizes, rng)
         aug = draw_augment(sum(sizes), self.augment, self.crop_padding, self.generator, self.device)
         bounds = np.cumsum([0, *sizes]).tolist()
         return extra_batches(self.extra, picks, self.device, self.extra_offset), (aug, bounds)
