@@ -57,6 +57,13 @@ def test_bench_epoch_prints_the_overhead_share():
     number(r"whole run ([0-9.]+) s", out)
 
 
+def test_bench_epoch_extra_mode_prints_the_mixing_share():
+    out = run("bench_epoch", "--extra", "2000")
+    share = float(re.search(r"data\.extra mixing = ([0-9.]+)% of epoch time", out).group(1))
+    assert 0 <= share <= 100
+    assert re.search(r"data\.extra: 2000 images .*, 32 extra \+ 32 real per batch", out), out
+
+
 def test_bench_memory_prints_both_peaks():
     out = run("bench_memory")
     for row in ("pgdat Trainer PGD-AT step", "plain fp32 AT loop"):
