@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def run(script: str, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT), str(ROOT / "src")))}  # this tree's pgdat
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", "--quick", "--device", "cpu", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
