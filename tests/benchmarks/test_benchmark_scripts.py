@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def run(script: str, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT), str(ROOT / "src")))}  # this tree's pgdat
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", "--quick", "--device", "cpu", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -55,6 +55,13 @@ def test_bench_epoch_prints_the_overhead_share():
     share = float(re.search(r"checkpoint/logging = ([0-9.]+)% of epoch time", out).group(1))
     assert 0 <= share <= 100
     number(r"whole run ([0-9.]+) s", out)
+
+
+def test_bench_epoch_extra_mode_prints_the_mixing_share():
+    out = run("bench_epoch", "--extra", "2000")
+    share = float(re.search(r"data\.extra mixing = ([0-9.]+)% of epoch time", out).group(1))
+    assert 0 <= share <= 100
+    assert re.search(r"data\.extra: 2000 images .*, 32 extra \+ 32 real per batch", out), out
 
 
 def test_bench_memory_prints_both_peaks():

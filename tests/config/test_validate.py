@@ -13,8 +13,16 @@ RECIPE_NAMES = sorted(str(p.relative_to(RECIPES).with_suffix("")) for p in RECIP
 
 
 @pytest.mark.parametrize("recipe", RECIPE_NAMES)
-def test_every_packaged_recipe_is_valid(recipe):
+def test_every_packaged_recipe_is_valid(recipe, tmp_path):
     cfg = load_config(recipe)
+    if cfg.data.extra:  # it names an extra-data file the user supplies: stand in one of the dataset's image size
+        import numpy as np
+
+        from pgdat.data import dataset_info
+
+        c, h, w = dataset_info(cfg.data.name).shape
+        np.savez(tmp_path / "extra.npz", image=np.zeros((4, h, w, c), np.uint8), label=np.zeros(4, np.int64))
+        cfg = load_config(recipe, [f"data.extra.path={tmp_path / 'extra.npz'}"])
     assert validate_config(cfg) is None
     assert config_warnings(cfg) == []
 

@@ -54,11 +54,13 @@ def default_step_size(eps: float, steps: int) -> float:
 
 @_register("clean", 0, False)
 def _clean(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
+    """No attack: the images as they are (clean accuracy)."""
     return lambda model, x, y, **kw: x
 
 
 @_register("fgsm", 1, False)
 def _fgsm(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
+    """FGSM (Goodfellow et al. 2015): one signed-gradient step of eps from the clean image."""
     def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str,
             box: tuple[float, float] | None = UNIT_BOX, generator=None, precision: str = "fp32", **_: object
             ) -> torch.Tensor:
@@ -78,6 +80,8 @@ def _pgd_family(loss: str) -> Builder:
 
         return run
 
+    build.__doc__ = (f"PGD (Madry et al. 2018) on the {'cross-entropy' if loss == 'ce' else 'CW margin'} loss: K "
+                     "steps of eval.step_size (default 2.5 eps / K), R restarts")
     return build
 
 
@@ -100,6 +104,7 @@ def _aa_component(name: str) -> Builder:
 
         return run
 
+    build.__doc__ = f"AutoAttack's {name} alone (reference implementation, its standard settings)"
     return build
 
 
@@ -110,6 +115,9 @@ AUTOATTACK = "autoattack"  # in a list of specs: the standard components, one ca
 
 @_register(AUTOATTACK, 0, False)
 def _autoattack(steps: int, restarts: int) -> Callable[..., torch.Tensor]:
+    """AutoAttack standard (Croce & Hein 2020: APGD-CE, APGD-T, FAB-T, Square), reference code; one cascade step
+    per component."""
+
     def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, seed: int = 0,
             box: tuple[float, float] | None = UNIT_BOX, precision: str = "fp32", **_: object) -> torch.Tensor:
         _check_unit_box(box)

@@ -131,7 +131,7 @@ def _train(cfg: Config, out: Path, args: argparse.Namespace, lock: RunLock | Non
 
     trainer = Trainer(cfg, out, resume=bool(args.resume), lock=lock, extend_epochs=args.extend_epochs)
     if trainer.dist.is_main:
-        write_config(trainer.cfg, out / "config.yaml")
+        write_config(trainer.cfg, out / "config.yaml")  # as resolved (data.extra: sha256, n_images)
     try:
         summary = trainer.fit()
     except BaseException as e:

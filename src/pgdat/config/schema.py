@@ -20,6 +20,11 @@ class DataConfig:
     crop_padding: int = 4              # zero padding of the random crop, pixels
     drop_last: bool = True             # drop the last short training batch
     transforms: tuple[dict[str, Any], ...] = ()  # dataset transforms in order, e.g. [{name: label_noise, rate: 1.0}]
+    extra: dict[str, Any] = field(default_factory=dict)  # extra training images mixed into every batch, e.g.
+    #                                    {path: gen1m.npz, fraction: 0.7}: uncompressed .npz with image uint8 (N, H, W,
+    #                                    C) and label (N,), memory-mapped; fraction = share of each batch; an epoch is
+    #                                    a pass over the real data; optional pins sha256 and n_images are checked (the
+    #                                    run records both). {} = off
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,9 @@ class OptimConfig:
     warmup_epochs: float = 0.0         # linear warm-up from 0, in epochs
     grad_clip: float = 0.0             # max global grad norm; 0 = off
     ema: float = 0.0                   # decay of an exponential moving average of the weights; 0 = off
+    label_smoothing: float = 0.0       # smoothing s of the training CE against the labels (targets (1-s) onehot + s/K);
+    #                                    methods apply it through methods.smoothing.label_ce (trades: natural term,
+    #                                    pgd_at and its single-step variants); 0 = off. Wang et al. 2023 use 0.1
     deat_k: float = 1.0                # name=deat: enhancement knob k (0 = SGD exactly); notes' reading, unverified
     deat_beta: float = 0.0             # name=deat: EMA factor of the two alternating gradient buffers
     deat_normalize: bool = False       # name=deat: divide the drift by sqrt((1+k)^2 + k^2) (PNM normalisation)

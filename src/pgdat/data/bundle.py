@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from pgdat.data.extra import ExtraSet
 from pgdat.errors import PgdatError
 
 Augment = Literal["crop_flip", "crop", "flip", "none"]
@@ -75,12 +76,14 @@ class Split:
 @dataclass(frozen=True)
 class DataBundle:
     """A loaded dataset: its info, the training split, the held-out validation split (None when
-    ``val_size=0``) and the test split."""
+    ``val_size=0``), the test split and, with ``data.extra``, the memory-mapped extra training images
+    (a :class:`~pgdat.data.extra.ExtraSet`, mixed into training batches only)."""
 
     info: DatasetInfo
     train: Split
     val: Split | None
     test: Split
+    extra: ExtraSet | None = None
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,17 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pgdat.methods.base import METHODS, StepContext, craft
+from pgdat.methods.smoothing import label_ce
 
 
 def pgd_at_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor
                      ) -> dict[str, torch.Tensor]:
     """Outer loss on fixed adversarial examples: CE(f(x_adv), y)."""
     logits = model(x_adv)
-    return {"loss": F.cross_entropy(logits.float(), y), "logits_adv": logits}
+    return {"loss": label_ce(logits, y), "logits_adv": logits}
 
 
 @METHODS.register("pgd_at")

@@ -8,6 +8,7 @@ from torch import nn
 
 from pgdat.attacks.core import attack_mode
 from pgdat.methods.base import METHODS, Number, StepContext, craft, option_checks
+from pgdat.methods.smoothing import label_ce
 
 # TRADES's beta: Zhang et al. use 6 on CIFAR (their README: 1 to 10); 0 is clean training on x
 TRADES_BETA = Number(lo=0, hint="Zhang et al. use 6 (their README recommends 1 to 10)")
@@ -30,7 +31,7 @@ def trades_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: 
                      ) -> dict[str, torch.Tensor]:
     """Outer TRADES loss; gradients flow through both the clean and the adversarial logits (batch-mean KL)."""
     logits_clean, logits_adv = model(x), model(x_adv)
-    natural = F.cross_entropy(logits_clean.float(), y)
+    natural = label_ce(logits_clean, y)  # optim.label_smoothing applies here (Wang et al. 2023)
     robust = kl_to_clean(logits_adv, F.softmax(logits_clean.float(), dim=1)).mean()
     return {"loss": natural + beta * robust, "loss_natural": natural.detach(), "loss_robust": robust.detach(),
             "logits_clean": logits_clean, "logits_adv": logits_adv}

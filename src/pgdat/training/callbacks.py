@@ -45,7 +45,7 @@ CALLBACKS: Registry[type[Callback]] = Registry("callback")
 # modules whose import registers callbacks
 CALLBACK_MODULES = ("pgdat.training.monitors", "pgdat.training.co_monitor", "pgdat.training.ntk_snapshot",
                     "pgdat.training.bn_recal_callback", "pgdat.training.attack_switch",
-                    "pgdat.training.spectrum_monitor")
+                    "pgdat.training.spectrum_monitor", "pgdat.training.tracking")
 
 
 def build_callbacks(specs: list[dict[str, Any]]) -> list[Callback]:

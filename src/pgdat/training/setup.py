@@ -49,6 +49,22 @@ def prepare_data(cfg: DataConfig, seed: int = 0):
     return apply_transforms(bundle, cfg.transforms, seed)
 
 
+def attach_extra(bundle, cfg: Config):
+    """``(bundle, cfg)`` with ``data.extra`` opened (memory-mapped) into ``bundle.extra`` and resolved in ``cfg``
+    (path, fraction, sha256, n_images), so the run's config and every checkpoint pin the exact extra file."""
+    import dataclasses
+
+    if not cfg.data.extra:
+        return bundle, cfg
+    if bundle.extra is None:
+        from pgdat.data.extra import load_extra
+
+        bundle = dataclasses.replace(bundle, extra=load_extra(cfg.data.extra, bundle.info.shape,
+                                                               bundle.info.num_classes))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, extra=bundle.extra.describe()))
+    return bundle, cfg
+
+
 class EpochLoader:
     """Device-resident training batches whose order depends only on (seed, epoch): resumable at epoch boundaries.
 
@@ -64,7 +80,7 @@ class EpochLoader:
         self.seed, self.dist = cfg.train.seed, dist
         self.loader = DeviceLoader(data.train, cfg.data.batch_size, device=device, shuffle=True,
                                    drop_last=cfg.data.drop_last, augment=augment, crop_padding=cfg.data.crop_padding,
-                                   seed=cfg.train.seed, return_index=True)
+                                   seed=cfg.train.seed, return_index=True, extra=data.extra)
 
     def epoch(self, e: int) -> _EpochBatches:
         """This epoch's (x, y, source index) batches for this rank, produced lazily (one batch in memory)."""

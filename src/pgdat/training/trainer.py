@@ -24,6 +24,7 @@ from pgdat.errors import PgdatError
 from pgdat.memory import TRAIN_BATCH, free_memory, is_oom, largest_fitting, oom_error
 from pgdat.methods import METHODS, StepContext, build_method
 from pgdat.methods.base import ATTACK_COST
+from pgdat.methods.smoothing import label_smoothing
 from pgdat.models.memory_format import MIN_CPU_CHANNELS, channels_last_ok
 from pgdat.models.normalize import resolve_input_norm
 from pgdat.precision import autocast, resolve_precision
@@ -37,7 +38,15 @@ from pgdat.training.extension import extend_config, extension_record, is_extensi
 from pgdat.training.kill_hook import kill_after_step, kill_if_reached
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
-from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
+from pgdat.training.setup import (
+    EMA,
+    attach_extra,
+    make_loader,
+    prepare_data,
+    resolve_device,
+    set_determinism,
+    stream_seed,
+)
 from pgdat.training.validate import config_warnings, validate_config
 
 # keys that may differ between a run and its resumption (they do not change what is computed); train.epochs changes
@@ -96,7 +105,9 @@ class Trainer:
         set_determinism(cfg.train.deterministic)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.data = data if data is not None else prepare_data(cfg.data, cfg.train.seed)
-        self.n_index = int(self.data.train.index.max()) + 1
+        self.data, self.cfg = attach_extra(self.data, cfg)  # data.extra: the config now pins its sha256 and size
+        cfg, extra = self.cfg, self.data.extra
+        self.n_index = int(self.data.train.index.max()) + 1 + (len(extra) if extra is not None else 0)
         # attack.box auto -> unit | none from the data (unclipped injected features lie outside [0,1])
         self.attack_cfg = dataclasses.replace(cfg.attack, box=resolve_box(cfg.attack.box, self.data.info.in_unit_box))
         self.box = BOXES[self.attack_cfg.box]  # (lo, hi) or None: the image box of training and evaluation attacks
@@ -130,6 +141,8 @@ class Trainer:
                        "attack_bn_mode": cfg.attack.bn_mode, "bn_var": cfg.model.bn_var,
                        "input_norm": cfg.model.input_norm, "input_mean": mean, "input_std": std}
         self.header |= {"attack_box": self.attack_cfg.box, "replays": self.method.replays}
+        if extra is not None:
+            self.header["data_extra"] = extra.describe()
         defaults = [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
         self.callbacks = list(callbacks) if callbacks is not None else defaults  # the caller's list is not extended
         self.callbacks += build_callbacks(self._callback_specs())
@@ -262,8 +275,12 @@ class Trainer:
 
     def _optimise(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, Any]:
         """One optimisation step on a batch (x (B, C, H, W), y (B,)): the method's loss, backward, update."""
-        with autocast(self.precision, self.device):
+        with autocast(self.precision, self.device), label_smoothing(self.cfg.optim.label_smoothing) as smoothing:
             out = self.method(self.train_model, x, y, ctx)
+        if smoothing.value > 0 and not smoothing.applied:  # a Python flag: no host sync
+            raise PgdatError(f"method '{self.cfg.method.name}' does not apply optim.label_smoothing (its loss has no "
+                             "label cross-entropy through pgdat.methods.smoothing.label_ce); use "
+                             "optim.label_smoothing=0, or method trades or pgd_at")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out["loss"]).backward()
         if self.scaler.is_enabled():

@@ -128,6 +128,41 @@ def _check_data(cfg: Config) -> None:
         from pgdat.data.augment import AUGMENTS
 
         _name_in("data.augment", d.augment, ("auto", *AUGMENTS))
+    if d.extra:
+        _check_extra(cfg)
+
+
+def _check_extra(cfg: Config) -> None:
+    """data.extra: known keys, a fraction that leaves real and extra images in every batch, well-formed pins, and
+    a file whose layout and image size fit the dataset (read from its headers only, no image is loaded)."""
+    from pgdat.data import dataset_info
+    from pgdat.data.extra import EXTRA_KEYS, extra_per_batch, inspect_extra
+
+    extra, example = cfg.data.extra, "e.g. data.extra={path: gen1m.npz, fraction: 0.7}"
+    unknown = sorted(set(extra) - set(EXTRA_KEYS))
+    if unknown:
+        _fail("data.extra", f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(EXTRA_KEYS)}")
+    for key in ("path", "fraction"):
+        if extra.get(key) is None:
+            _fail(f"data.extra.{key}", f"is required when data.extra is set; {example}")
+    if not isinstance(extra["path"], str) or not extra["path"].endswith(".npz"):
+        _fail("data.extra.path", f"must be an .npz file path (got {extra['path']!r}); {example}")
+    fraction = extra["fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        _fail("data.extra.fraction", f"must be a number in (0, 1), the share of extra images in each batch (got "
+              f"{fraction!r}); Wang et al. 2023 use 0.7")
+    sha = extra.get("sha256")
+    if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", str(sha)):
+        _fail("data.extra.sha256", f"must be 64 lowercase hex digits (got {sha!r}), or left out")
+    n = extra.get("n_images")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        _fail("data.extra.n_images", f"must be an integer >= 1 (got {n!r}), or left out")
+    extra_per_batch(cfg.data.batch_size, float(fraction))  # its messages name data.extra.fraction
+    image, _ = inspect_extra(extra["path"])  # ... and data.extra.path
+    c, h, w = dataset_info(cfg.data.name).shape
+    if tuple(image.shape[1:]) != (h, w, c):
+        _fail("data.extra.path", f"{extra['path']} holds {image.shape[1]}x{image.shape[2]}x{image.shape[3]} (H, W, "
+              f"C) images but {cfg.data.name}'s are {h}x{w}x{c}; give images of the training data's size")
 
 
 def _check_optim_train(cfg: Config) -> None:
@@ -138,6 +173,9 @@ def _check_optim_train(cfg: Config) -> None:
     _finite("optim.gamma", o.gamma, lo=0.0, lo_open=True)
     _finite("optim.warmup_epochs", o.warmup_epochs, lo=0.0)
     _finite("optim.grad_clip", o.grad_clip, lo=0.0, hint="0 turns clipping off")
+    if not (math.isfinite(o.label_smoothing) and 0 <= o.label_smoothing < 1):
+        _fail("optim.label_smoothing", f"must be a finite number in [0, 1) (got {o.label_smoothing}); 0 turns it off, "
+              "Wang et al. 2023 use 0.1")
     if not (o.ema == 0 or 0 < o.ema < 1):
         _fail("optim.ema", f"must be 0 (off) or in (0, 1) (got {o.ema})")
     for i, b in enumerate(o.betas):
@@ -226,6 +264,7 @@ def _check_components(cfg: Config) -> None:
     """Model options, data transforms and callbacks, which are otherwise only looked up after the data is loaded
     and the model is built."""
     import importlib
+    import importlib.util
 
     from pgdat.data.transforms import TRANSFORMS
     from pgdat.models.registry import model_options
@@ -239,6 +278,12 @@ def _check_components(cfg: Config) -> None:
     for mod in CALLBACK_MODULES:
         importlib.import_module(mod)
     _check_entries("train.callbacks", cfg.train.callbacks, CALLBACKS, ())
+    for spec in cfg.train.callbacks:  # optional packages a callback declares it needs (e.g. tensorboard, wandb)
+        cls = CALLBACKS[spec["name"]]
+        missing = [p for p in getattr(cls, "requires", ()) if importlib.util.find_spec(p) is None]
+        if missing:
+            _fail("train.callbacks", f"callback '{spec['name']}' needs the {', '.join(missing)} package: "
+                  f"{getattr(cls, 'install_hint', 'pip install ' + ' '.join(missing))}; or remove it from the list")
 
 
 def _check_extensions(cfg: Config) -> None:
