@@ -32,6 +32,7 @@ from pgdat.threat import BOXES, resolve_box
 from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
 from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
+from pgdat.training.health import HealthCheck
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import EMA, make_loader, prepare_data, resolve_device, set_determinism, stream_seed
@@ -121,6 +122,7 @@ class Trainer:
         defaults = [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
         self.callbacks = list(callbacks) if callbacks is not None else defaults  # the caller's list is not extended
         self.callbacks += build_callbacks(self._callback_specs())
+        self.callbacks.append(HealthCheck())  # flags a run stuck at chance or diverging (training/health.py)
         # temp files of checkpoint writes a kill interrupted (only pgdat's own; nothing else is touched)
         self.removed_temps = remove_stale_temps(self.out) if self.dist.is_main and self.out.is_dir() else []
         if resume:
