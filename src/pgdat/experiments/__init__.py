@@ -21,7 +21,6 @@ from pgdat.registry import Registry
 
 RunFn = Callable[..., list[dict[str, Any]]]  # run(preset, out, seed=0) -> rows
 MetricsFn = Callable[[list[dict[str, Any]]], dict[str, float]]
-PRESETS = ("cpu", "paper")
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class Experiment:
     run: RunFn
     claims: tuple[Claim, ...]
     metrics: MetricsFn
-    default_seeds: dict[str, int] = field(default_factory=lambda: {"cpu": 1, "paper": 1})
+    default_seeds: dict[str, int] = field(default_factory=lambda: {"cpu": 1, "paper": 1})  # its keys: the presets
     title: str = ""
 
 

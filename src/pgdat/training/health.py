@@ -90,13 +90,14 @@ class HealthCheck(Callback):
         found = [f for f in (at_chance(history, self.chance, trainer.cfg.train.epochs),
                              diverged(history, trainer.data.info.num_classes)) if f]
         metrics["health_flags"] = found
-        kinds = {f.split(":")[0] for f in self.flags}
+        kinds = {f.split(":")[0] for f in self.flags}  # the run keeps the first flag of each kind
         for f in found:
-            if f.split(":")[0] not in kinds and trainer.dist.is_main:
+            if f.split(":")[0] in kinds:
+                continue
+            self.flags.append(f)
+            kinds.add(f.split(":")[0])
+            if trainer.dist.is_main:
                 print(f"HEALTH: {trainer.out}: {f}", flush=True)
-            if f.split(":")[0] not in kinds:
-                self.flags.append(f)
-                kinds.add(f.split(":")[0])
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         if not summary:
