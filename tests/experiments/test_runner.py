@@ -66,7 +66,14 @@ def test_health_flags_reach_the_summary(tmp_path):
     (run / "final.json").write_text(json.dumps({"health": {"flags": ["training loss diverged: epoch 3"]}}))
     (tmp_path / "seed0" / "ok").mkdir()
     (tmp_path / "seed0" / "ok" / "final.json").write_text(json.dumps({"health": {"flags": []}}))
-    assert health_flags(tmp_path) == [{"run": "seed0/runs/x", "flags": ["training loss diverged: epoch 3"]}]
+    old = tmp_path / "seed0" / "old"  # final.json from before the health check: the epochs' flags are read
+    old.mkdir()
+    (old / "final.json").write_text("{}")
+    (old / "metrics.jsonl").write_text("\n".join(json.dumps(m) for m in [
+        {"type": "header"}, {"health_flags": []}, {"health_flags": ["clean val accuracy stayed at chance: 10%"]},
+        {"health_flags": ["clean val accuracy stayed at chance: 11%"]}]) + "\n")
+    assert health_flags(tmp_path) == [{"run": "seed0/old", "flags": ["clean val accuracy stayed at chance: 10%"]},
+                                      {"run": "seed0/runs/x", "flags": ["training loss diverged: epoch 3"]}]
 
 
 def test_claims_section_is_escaped():

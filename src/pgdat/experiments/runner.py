@@ -51,9 +51,17 @@ def run_runs(out: Path) -> list[Path]:
 
 def health_flags(out: Path) -> list[dict[str, Any]]:
     """The runs under ``out`` whose ``final.json`` carries health flags (see :mod:`pgdat.training.health`)."""
+    from pgdat.training.health import first_of_each_kind
+
     flagged = []
     for run in run_runs(out):
-        flags = json.loads((run / "final.json").read_text()).get("health", {}).get("flags", [])
+        final = json.loads((run / "final.json").read_text())
+        if "health" in final:
+            flags = final["health"]["flags"]
+        else:  # a final.json written before the health check existed: the epochs' flags in metrics.jsonl
+            log = run / "metrics.jsonl"
+            lines = log.read_text().splitlines()[1:] if log.is_file() else []
+            flags = first_of_each_kind([json.loads(s) for s in lines])
         if flags:
             flagged.append({"run": str(run.relative_to(out)), "flags": flags})
     return flagged
@@ -77,6 +85,8 @@ def run_experiment(name: str, preset: str, out: Path, seeds: int | None = None) 
         result = ReproResult(exp, preset, offsets[:i + 1], [evaluate(c, metrics) for c in exp.claims], metrics,
                              rows, health_flags(out), time.perf_counter() - t0, len(offsets))
         write_claims_summary(out, result)  # after every seed: a stopped command leaves the seeds it finished
+        if i + 1 < len(offsets):
+            print("\n".join(result.lines()), flush=True)
     return result
 
 

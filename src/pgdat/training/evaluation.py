@@ -13,6 +13,7 @@ from pgdat.data.bundle import as_unit_float
 from pgdat.eval import EvalResult, check_batch_fits, evaluate
 from pgdat.memory import EVAL_BATCH
 from pgdat.training.distributed import all_reduce_sum
+from pgdat.training.health import health_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from pgdat.training.trainer import Trainer
@@ -134,6 +135,7 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
                           "seconds": res.seconds, "warnings": res.warnings}
     summary["train_seconds"] = sum(m["time_train"] for m in trainer.history)
     summary["eval_seconds"] = sum(m["time_eval"] for m in trainer.history)
+    summary["health"] = health_summary(trainer)  # the health check's flags (training/health.py)
     text = json.dumps(summary, indent=2)
     atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))
     return summary

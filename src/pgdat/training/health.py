@@ -2,7 +2,8 @@
 
 A flag never stops training (the run's numbers may still be wanted); it is written where a reader looks: each
 epoch's ``health_flags`` in ``metrics.jsonl`` (empty list: healthy), a ``HEALTH:`` console line when a flag first
-appears, and ``final.json["health"]`` (``{"flags": [...], "chance": ...}``), which ``pgdat repro`` summaries repeat.
+appears, and ``final.json["health"]`` (``{"flags": [...], "chance": ...}``, written with the final evaluation, in the
+same atomic write), which ``pgdat repro`` summaries repeat.
 
 - **At chance:** over the last ``patience`` epochs (all epochs when the run has fewer), the clean accuracy stayed
   within ``margin`` of chance. Chance is the share of the split's largest class (a constant predictor's accuracy:
@@ -81,7 +82,7 @@ class HealthCheck(Callback):
         self.chance = {"train": chance_rate(data.train.y)}
         if data.val is not None:
             self.chance["val"] = chance_rate(data.val.y)
-        self.flags = [f for m in trainer.history for f in m.get("health_flags", []) if f not in self.flags]
+        self.flags = first_of_each_kind(trainer.history)
 
     def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         if not self.chance:
@@ -100,14 +101,23 @@ class HealthCheck(Callback):
                 print(f"HEALTH: {trainer.out}: {f}", flush=True)
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
-        if not summary:
-            return
-        import json
-
-        from pgdat.checkpoint import atomic_write_bytes
-
-        summary["health"] = {"flags": self.flags, "chance": self.chance}
-        text = json.dumps(summary, indent=2)
-        atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))
-        if self.flags:
+        if self.flags and trainer.dist.is_main:
             print(f"HEALTH: {trainer.out}: run flagged: {'; '.join(self.flags)}", flush=True)
+
+
+def first_of_each_kind(history: list[dict[str, Any]]) -> list[str]:
+    """The run's flags: the first flag of each kind over the epochs' ``health_flags``, in order."""
+    flags: list[str] = []
+    for m in history:
+        for f in m.get("health_flags", []):
+            if f.split(":")[0] not in {g.split(":")[0] for g in flags}:
+                flags.append(f)
+    return flags
+
+
+def health_summary(trainer: Trainer) -> dict[str, Any]:
+    """``final.json["health"]``: the run's flags (from its history, so a resumed run keeps earlier ones) and the
+    chance rates they were judged against."""
+    data = trainer.data
+    chance = {"train": chance_rate(data.train.y)} | ({"val": chance_rate(data.val.y)} if data.val is not None else {})
+    return {"flags": first_of_each_kind(trainer.history), "chance": chance}
