@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pgdat.config.validate import validate_config
 
 from pgdat.checkpoint import load_checkpoint
 from pgdat.config import load_config
@@ -21,6 +20,7 @@ from pgdat.data.loader import DeviceLoader
 from pgdat.errors import PgdatError
 from pgdat.training import Trainer
 from pgdat.training.callbacks import Callback, MetricsLogger
+from pgdat.training.validate import validate_config
 
 
 def write_extra(path: Path, n: int, hwc: tuple[int, int, int], classes: int = 10, seed: int = 0,

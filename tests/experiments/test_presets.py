@@ -16,7 +16,7 @@ import pytest
 
 import pgdat.experiments.common as common
 from pgdat.config import Config
-from pgdat.experiments import EXPERIMENTS, PRESETS, load_experiments
+from pgdat.experiments import EXPERIMENTS, load_experiments
 from pgdat.training.validate import validate_config
 
 load_experiments()
@@ -57,10 +57,10 @@ def test_every_experiment_is_covered():
     assert set(AFTER_TRAINING) == set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("name", sorted(AFTER_TRAINING))
+@pytest.mark.parametrize(("name", "preset"), [(n, p) for n in sorted(AFTER_TRAINING)
+                                               for p in (EXPERIMENTS[n].default_seeds if n in EXPERIMENTS else ())])
 def test_preset_configs_validate_without_training(name, preset, tmp_path, monkeypatch):
-    run = EXPERIMENTS[name]
+    run = EXPERIMENTS[name].run
     module = __import__(run.__module__, fromlist=["run"])
     monkeypatch.setattr(common, "Trainer", PlannedRun)
     monkeypatch.setattr(PlannedRun, "planned", [])

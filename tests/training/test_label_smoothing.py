@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pgdat.config.validate import validate_config
 
 from pgdat.config import load_config
 from pgdat.errors import PgdatError
 from pgdat.methods import METHODS, StepContext
 from pgdat.methods.smoothing import label_ce, label_smoothing
 from pgdat.training import Trainer
+from pgdat.training.validate import validate_config
 
 
 def smoothed_ce_by_hand(logits: torch.Tensor, y: torch.Tensor, s: float) -> torch.Tensor:

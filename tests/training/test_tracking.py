@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pgdat.config.validate import validate_config
 
 from pgdat.config import config_to_dict, load_config
 from pgdat.errors import PgdatError
 from pgdat.training import Trainer
 from pgdat.training.callbacks import MetricsLogger
 from pgdat.training.tracking import TensorBoardLogger, WandbLogger, final_table
+from pgdat.training.validate import validate_config
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 

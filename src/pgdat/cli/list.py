@@ -141,11 +141,18 @@ def list_callbacks() -> list[Entry]:
 
 
 def list_experiments() -> list[Entry]:
-    from pgdat.experiments import EXPERIMENTS, PRESETS, load_experiments
+    from pgdat.experiments import EXPERIMENTS, load_experiments
 
     load_experiments()
-    opts = [{"name": "preset", "default": PRESETS[0], "type": "str", "note": " | ".join(PRESETS)}]
-    return [Entry(name, describe(fn), list(opts), aliases) for name, aliases, fn in grouped(EXPERIMENTS)]
+    entries = []
+    for name, aliases, exp in grouped(EXPERIMENTS):
+        presets = list(exp.default_seeds)
+        seeds = ", ".join(f"{p}: {n}" for p, n in exp.default_seeds.items())
+        opts = [{"name": "preset", "default": presets[0], "type": "str", "note": " | ".join(presets)},
+                {"name": "seeds", "default": None, "type": "int",
+                 "note": f"default per preset: {seeds}; its {len(exp.claims)} claims: pgdat repro --list"}]
+        entries.append(Entry(name, exp.title or describe(exp.run), opts, aliases))
+    return entries
 
 
 def list_recipes() -> list[Entry]:

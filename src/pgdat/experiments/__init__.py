@@ -1,22 +1,55 @@
-"""One-command paper experiments (``pgdat repro NAME --preset cpu|paper --out DIR``).
+"""One-command paper experiments (``pgdat repro NAME --preset cpu|paper --seeds N --out DIR``).
 
-Each experiment module registers ``run(preset: str, out: Path) -> list[dict]`` in :data:`EXPERIMENTS`; the rows it
-returns are written by :func:`write_summary` as ``summary.json`` and ``summary.md`` (plots are the experiment's own).
+Each experiment module registers, with :func:`register_experiment`, its ``run(preset, out, seed=0) -> list[dict]``
+together with its paper's claims (:class:`pgdat.experiments.claims.Claim`), a ``metrics(rows) -> {name: value}``
+function that turns one seed's rows into the values the claims compare, and how many seeds each preset runs by
+default. One seed's rows are written by :func:`write_summary` as ``summary.json`` and ``summary.md`` (plots are the
+experiment's own); :mod:`pgdat.experiments.runner` runs the seeds and writes the claims summary above them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pgdat.checkpoint import atomic_write_bytes
+from pgdat.experiments.claims import Claim, check_claims
 from pgdat.registry import Registry
 
-Experiment = Callable[[str, Path], list[dict[str, Any]]]
+RunFn = Callable[..., list[dict[str, Any]]]  # run(preset, out, seed=0) -> rows
+MetricsFn = Callable[[list[dict[str, Any]]], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment: its run function, its paper's claims, the per-seed metrics the claims compare and
+    the default seed count per preset (the cpu preset runs 3 where they fit in 30 minutes on 2 cores)."""
+
+    name: str
+    run: RunFn
+    claims: tuple[Claim, ...]
+    metrics: MetricsFn
+    default_seeds: dict[str, int] = field(default_factory=lambda: {"cpu": 1, "paper": 1})  # its keys: the presets
+    title: str = ""
+
+
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
-PRESETS = ("cpu", "paper")
+
+
+def register_experiment(name: str, *, claims: tuple[Claim, ...], metrics: MetricsFn, title: str,
+                        default_seeds: dict[str, int] | None = None) -> Callable[[RunFn], RunFn]:
+    """Decorator: register ``run`` as experiment ``name`` with its claims; returns ``run`` unchanged."""
+    check_claims(claims, name)
+
+    def deco(run: RunFn) -> RunFn:
+        seeds = {"cpu": 1, "paper": 1, **(default_seeds or {})}
+        EXPERIMENTS.register(name)(Experiment(name, run, claims, metrics, seeds, title))
+        return run
+
+    return deco
 
 
 def _fmt(v: Any) -> str:
@@ -52,4 +85,8 @@ def load_experiments() -> None:
     import pkgutil
 
     for mod in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{mod.name}")
+        if mod.name not in NOT_EXPERIMENTS:
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+NOT_EXPERIMENTS = ("claims", "common", "runner", "seeds")  # helper modules of the package

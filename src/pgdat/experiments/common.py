@@ -9,6 +9,7 @@ from typing import Any
 from pgdat.checkpoint import load_checkpoint
 from pgdat.config import Config, config_from_dict, config_to_dict, load_config
 from pgdat.errors import PgdatError
+from pgdat.experiments.seeds import seed_override
 from pgdat.training import Trainer
 
 
@@ -22,15 +23,17 @@ def trained_with(last: Path, cfg: Config) -> bool:
 
 
 def train_run(recipe: str, overrides: list[str], out: Path, *, resume_if_done: bool = True,
-              callbacks: list | None = None, stale: tuple[str, ...] = ()) -> Trainer:
+              callbacks: list | None = None, stale: tuple[str, ...] = (), seed: int = 0) -> Trainer:
     """Train ``recipe`` + ``overrides`` into ``out``: a finished run there with the same config is reused (its final
     evaluation redone if it is missing), a killed one resumed, a run with another config retrained from scratch.
 
     callbacks: the Trainer's callbacks (None: its defaults). stale: further folders under ``out`` written
     by those callbacks (e.g. ``ntk``), removed with ``final.json`` before a fresh start so an old run's outputs are
-    not read as this run's.
+    not read as this run's. seed: offset added to the configured ``train.seed`` (0: the run as configured).
     """
     cfg = load_config(recipe, ["eval.every=1", *overrides])  # experiments read per-epoch curves
+    if seed:
+        cfg = load_config(recipe, ["eval.every=1", *overrides, seed_override(cfg.train.seed, seed)])
     last = out / "last.pt"
     resume = last.exists() and resume_if_done and trained_with(last, cfg)
     if not resume:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.criticality import checkpoint_criticality, format_table, load_subset, plot_heatmap
-from pgdat.experiments import EXPERIMENTS, write_summary
+from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.claims import Claim
 from pgdat.experiments.common import train_run
 
 # Mnist5k CPU preset: small_cnn, 1,000 training images, 4 epochs of Adam (cosine), PGD-3 with step 2.5 eps / 3.
@@ -19,6 +20,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"recipe": "default", "base": CPU_BASE, "data": "mnist5k", "n": 500, "trials": 3, "adv_eps": 0.1,
             "adv_steps": 10, "norm": "linf",
             "runs": [("standard", 0.0), ("pgd_at", 0.1), ("pgd_at", 0.3), ("trades", 0.3)]},
+    # Closer to the paper (issue 24): a residual net (ResNet-18 layout, width 8: 21 conv layers + head) on the same
+    # embedded data, standard vs PGD-AT at three eps. Same training budget as "cpu".
+    "cpu-resnet": {"recipe": "default", "base": CPU_BASE + ["model.name=resnet18", "model.kwargs={width: 8}"],
+                   "data": "mnist5k", "n": 500, "trials": 3, "adv_eps": 0.1, "adv_steps": 10, "norm": "linf",
+                   "runs": [("standard", 0.0), ("pgd_at", 0.1), ("pgd_at", 0.2), ("pgd_at", 0.3)]},
     # The paper's CIFAR-scale transfer (notes section 6): PreAct-ResNet-18, PGD-10 with step eps/4, 2k fixed test
     # images (10k on GPU), 3 trials.
     "paper": {"recipe": "cifar10/pgd_at_preact18", "base": [], "data": "cifar10", "n": 10000, "trials": 3,
@@ -41,25 +47,56 @@ def run_label(method: str, eps: float) -> str:
     return method if eps == 0 else f"{method}_eps{eps:.4g}"
 
 
-def train_and_measure(preset: dict[str, Any], out: Path) -> dict[str, dict[str, Any]]:
-    """Train every run of ``preset`` into ``out/runs`` (reused when done) and measure its criticality."""
+def train_and_measure(preset: dict[str, Any], out: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Train every run of ``preset`` into ``out/runs`` (reused when done; ``seed``: offset added to train.seed) and
+    measure its criticality (re-randomisation trials drawn under ``seed``)."""
     x, y, _ = load_subset(preset["data"], preset["n"])
     adv = {"eps": preset["adv_eps"], "step_size": 2.5 * preset["adv_eps"] / preset["adv_steps"],
            "steps": preset["adv_steps"], "norm": preset["norm"]}
     results = {}
     for method, eps in preset["runs"]:
         label = run_label(method, eps)
-        train_run(preset["recipe"], _overrides(preset, method, eps), out / "runs" / label)
-        res = checkpoint_criticality(out / "runs" / label / "last.pt", x, y, trials=preset["trials"], seed=0,
+        train_run(preset["recipe"], _overrides(preset, method, eps), out / "runs" / label, seed=seed)
+        res = checkpoint_criticality(out / "runs" / label / "last.pt", x, y, trials=preset["trials"],
+                                     seed=seed * preset["trials"],
                                      adversarial=adv)
         results[label] = {"method": method, "eps": eps, **res}
     return results
 
 
-@EXPERIMENTS.register("criticality")
-def run(preset: str, out: Path) -> list[dict[str, Any]]:
+SOURCE = "Gavrikov et al. 2024, abstract; results.csv model means (notes 1, 5: baseline 70.0, PGD-AT Linf 8/255 89.9)"
+SCALE = "ImageNet-1k ResNet-50 (54 layers), Salman et al. AT checkpoints, Linf eps 0.5-8/255 and L2 eps 0.01-5"
+CLAIMS = (
+    Claim("at-more-critical", "adversarial training makes layers more critical than standard training",
+          "mean_criticality[pgd_at eps max]", ">", "mean_criticality[standard]", SOURCE, SCALE, resolution=1.0),
+    Claim("at-small-eps-more-critical", "already at the smallest trained eps, AT layers are more critical",
+          "mean_criticality[pgd_at eps min]", ">", "mean_criticality[standard]", SOURCE, SCALE, resolution=1.0),
+    Claim("criticality-rises-with-eps", "mean criticality rises with the training eps",
+          "mean_criticality[pgd_at eps max]", ">", "mean_criticality[pgd_at eps min]",
+          "Gavrikov et al. 2024, eps-trend plot over the AT checkpoints (notes 4.5)", SCALE, resolution=1.0),
+)
+
+
+def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean clean-input criticality (0-100, over layers) of standard, TRADES and the PGD-AT runs at the smallest and
+    largest eps."""
+    means: dict[tuple[str, float], list[float]] = {}
+    for r in rows:
+        means.setdefault((r["method"], r["eps"]), []).append(r["criticality"])
+    avg = {k: sum(v) / len(v) for k, v in means.items()}
+    out = {f"mean_criticality[{m}]": v for (m, e), v in avg.items() if m != "pgd_at"}
+    pgd = sorted(e for m, e in avg if m == "pgd_at")
+    if pgd:
+        out["mean_criticality[pgd_at eps min]"] = avg[("pgd_at", pgd[0])]
+        out["mean_criticality[pgd_at eps max]"] = avg[("pgd_at", pgd[-1])]
+    return out
+
+
+@register_experiment("criticality", claims=CLAIMS, metrics=metrics, title="Layer criticality across training methods",
+                     default_seeds={"cpu": 1, "cpu-resnet": 1})
+def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
     p = PRESETS[preset]
-    results = train_and_measure(p, out)
+    results = train_and_measure(p, out, seed)
     rows = []
     for r in results.values():
         for clean, adv in zip(r["clean"]["layers"], r["adv"]["layers"], strict=True):

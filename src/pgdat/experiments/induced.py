@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.induced import plot_induced
-from pgdat.experiments import EXPERIMENTS, write_summary
+from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.claims import Claim
 from pgdat.experiments.common import train_run
 from pgdat.experiments.induced_students import analyze_run
 from pgdat.experiments.robust_overfitting import CPU_AT, CPU_NOISE, noise_overrides
@@ -31,10 +32,30 @@ PRESETS = {
 }
 
 
-@EXPERIMENTS.register("induced")
-def run(preset: str, out: Path) -> list[dict[str, Any]]:
+SCALE = "CIFAR-10, PreActResNet-18 PGD-AT 200 epochs (checkpoints every 20), PreActResNet-18 students 99 epochs"
+CLAIMS = (
+    Claim("ide-error-rises", "the AT-induced distribution gets harder to generalize on: the IDE test error of the last "
+          "checkpoint exceeds the first's", "ide_error[last checkpoint]", ">", "ide_error[first checkpoint]",
+          "Tian & Mao, UAI 2025, Fig. 1 and 3 (notes induced-distribution 1, 5)", SCALE, 1.0, "%"),
+    Claim("dispersion-rises", "the attack's local dispersion rises over training", "local_dispersion[last checkpoint]",
+          ">", "local_dispersion[first checkpoint]", "Tian & Mao, UAI 2025, Fig. 2a (notes induced-distribution 5)",
+          SCALE),
+)
+
+
+def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """IDE test error (%) and local dispersion at the first and last analysed checkpoints."""
+    first, last = min(rows, key=lambda r: r["epoch"]), max(rows, key=lambda r: r["epoch"])
+    return {"ide_error[first checkpoint]": 100 * first["induced_test_error"],
+            "ide_error[last checkpoint]": 100 * last["induced_test_error"],
+            "local_dispersion[first checkpoint]": first["local_dispersion"],
+            "local_dispersion[last checkpoint]": last["local_dispersion"]}
+
+
+@register_experiment("induced", claims=CLAIMS, metrics=metrics, title="AT-induced distribution over training")
+def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
     recipe, overrides, epochs, kw = PRESETS[preset]
-    train_run(recipe, overrides + ["method.name=pgd_at"], out / "at_run")
+    train_run(recipe, overrides + ["method.name=pgd_at"], out / "at_run", seed=seed)
     rows = analyze_run(out / "at_run", epochs, out / "students", **kw)
     plot_induced(rows, out / "induced.png")
     write_summary(out, [{k: r[k] for k in ("epoch", "robust_test_acc", "induced_test_error", "local_dispersion")}

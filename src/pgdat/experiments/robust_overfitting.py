@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.overfitting import plot_robust_overfitting, robust_overfitting
-from pgdat.experiments import EXPERIMENTS, write_summary
+from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.claims import Claim
 from pgdat.experiments.common import train_run
 
 # The AT run of the CPU preset, shared with ``pgdat repro induced``: 1,000 MNIST images with 20% symmetric label noise,
@@ -38,6 +39,35 @@ def noise_overrides(rate: float) -> list[str]:
     return [f"data.transforms=[{{name: label_noise, rate: {rate}}}]"] if rate > 0 else []
 
 
+RICE = "Rice et al., ICML 2020, Fig. 1 and 3 (notes methods-core: PRN-18 best 53.5% near epoch 106, last 45.6%)"
+RICE_SCALE = "CIFAR-10, PreActResNet-18, 200 epochs, Linf 8/255, PGD-10, clean labels"
+DONG = "Dong et al., ICLR 2022, abstract and TE (train_te.py; notes memorization 1, 6.3)"
+DONG_SCALE = "CIFAR-10, ResNet-18, 200 epochs (TE from 90 to 150), Linf 8/255, PGD-10"
+CLAIMS = (
+    Claim("overfits-clean-labels", "PGD-AT's test robust accuracy falls by more than 1 pp from its best epoch to the "
+          "last (robust overfitting) on clean labels", "gap[pgd_at, clean labels]", ">", 1.0, RICE, RICE_SCALE,
+          0.0, "%"),
+    Claim("overfits-label-noise", "with label noise (memorization), PGD-AT's best - last robust gap exceeds 1 pp",
+          "gap[pgd_at, label noise]", ">", 1.0, DONG, DONG_SCALE, 0.0, "%"),
+    Claim("te-narrows-gap", "temporal ensembling narrows the best - last robust gap", "gap[pgd_at]", ">",
+          "gap[pgd_at_te]", DONG, DONG_SCALE, 1.0, "%"),
+)
+
+
+def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Best - last test robust accuracy (pp): ``gap[M]`` for the PGD-AT / TE pair (same label noise), and PGD-AT's
+    gap on clean labels and with label noise where the preset has those runs."""
+    out = {}
+    te = next((r for r in rows if r["method"] == "pgd_at_te"), None)
+    for r in rows:
+        gap = 100 * r["gap"]
+        if te is not None and r["label_noise"] == te["label_noise"]:
+            out[f"gap[{r['method']}]"] = gap
+        if r["method"] == "pgd_at":
+            out["gap[pgd_at, clean labels]" if r["label_noise"] == 0 else "gap[pgd_at, label noise]"] = gap
+    return out
+
+
 def planned_runs(preset: str) -> list[tuple[str, str, float, str, list[str]]]:
     """(run name, method, label-noise rate, recipe, overrides) of every run of ``preset``, in order."""
     recipe, overrides, te, runs = PRESETS[preset]
@@ -48,11 +78,12 @@ def planned_runs(preset: str) -> list[tuple[str, str, float, str, list[str]]]:
              overrides + method_overrides[method] + noise_overrides(noise)) for method, noise in runs]
 
 
-@EXPERIMENTS.register("robust-overfitting")
-def run(preset: str, out: Path) -> list[dict[str, Any]]:
+@register_experiment("robust-overfitting", claims=CLAIMS, metrics=metrics,
+                     title="Robust overfitting: PGD-AT with and without temporal ensembling")
+def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
     rows, curves, dirs = [], {}, []
     for name, method, noise, recipe, overrides in planned_runs(preset):
-        trainer = train_run(recipe, overrides, out / name)
+        trainer = train_run(recipe, overrides, out / name, seed=seed)
         s = robust_overfitting(trainer.history)
         curves[name] = trainer.history
         dirs.append(out / name)

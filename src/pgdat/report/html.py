@@ -157,9 +157,16 @@ def run_section(run: Run) -> str:
     return "\n".join(parts) + "</section>"
 
 
-def render_report(runs: list[Run], title: str = "pgdat report") -> str:
+def claims_section(claims: list[str]) -> str:
+    """The claim lines of a ``pgdat repro`` summary (verdicts first), escaped, as a list."""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in claims)
+    return f"<section><h2>claims</h2><ul>{items}</ul></section>"
+
+
+def render_report(runs: list[Run], title: str = "pgdat report", claims: list[str] | None = None) -> str:
     rows = [summary_row(r) for r in runs]
-    body = [f"<h1>{html.escape(title)}</h1>", "<h2>comparison</h2>", _table(rows)]
+    body = [f"<h1>{html.escape(title)}</h1>", *([claims_section(claims)] if claims else []), "<h2>comparison</h2>",
+            _table(rows)]
     if len(runs) > 1:
         body.append(_img(curves_figure(runs, title="all runs"), "overlaid learning curves"))
     body += [run_section(r) for r in runs]
@@ -169,9 +176,10 @@ def render_report(runs: list[Run], title: str = "pgdat report") -> str:
             f"<style>{CSS}</style>{STATUS_JS}</head><body data-rows=\"{data}\">" + "\n".join(body) + "</body></html>")
 
 
-def write_report(run_dirs: list[str | Path], out: str | Path, title: str = "pgdat report") -> Path:
-    """Render the runs into one self-contained HTML file (written atomically)."""
-    text = render_report([load_run(p) for p in run_dirs], title)
+def write_report(run_dirs: list[str | Path], out: str | Path, title: str = "pgdat report",
+                 claims: list[str] | None = None) -> Path:
+    """Render the runs into one self-contained HTML file (written atomically); ``claims``: lines shown first."""
+    text = render_report([load_run(p) for p in run_dirs], title, claims)
     return atomic_write_bytes(Path(out), lambda f: f.write(text.encode()))
 
 

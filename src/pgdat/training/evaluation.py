@@ -16,6 +16,7 @@ from pgdat.eval.labels import cascade_label, per_epoch_label
 from pgdat.eval.progress import PrintProgress
 from pgdat.memory import EVAL_BATCH
 from pgdat.training.distributed import all_reduce_sum, barrier
+from pgdat.training.health import health_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from pgdat.training.trainer import Trainer
@@ -151,6 +152,7 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
                           "seconds": res.seconds, "warnings": res.warnings}
     summary["train_seconds"] = sum(m["time_train"] for m in trainer.history)
     summary["eval_seconds"] = sum(m["time_eval"] for m in trainer.history)
+    summary["health"] = health_summary(trainer)  # the health check's flags (training/health.py)
     if trainer.dist.is_main:
         text = json.dumps(summary, indent=2)
         atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))

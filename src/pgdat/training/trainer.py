@@ -35,6 +35,7 @@ from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, Metr
 from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
 from pgdat.training.extension import extend_config, extension_record, is_extension, schedule_epochs
+from pgdat.training.health import HealthCheck
 from pgdat.training.kill_hook import kill_after_step, kill_if_reached
 from pgdat.training.optim import build_optimizer
 from pgdat.training.schedules import lr_at
@@ -146,6 +147,7 @@ class Trainer:
         defaults = [MetricsLogger(), CurvePlotter(), ConsoleLogger()]
         self.callbacks = list(callbacks) if callbacks is not None else defaults  # the caller's list is not extended
         self.callbacks += build_callbacks(self._callback_specs())
+        self.callbacks.append(HealthCheck())  # flags a run stuck at chance or diverging (training/health.py)
         with self._owned(create=not resume):
             # temp files of the run's own writes that a kill interrupted (exact names, this directory only)
             self.removed_temps = remove_stale_temps(self.out, is_run_file) \
