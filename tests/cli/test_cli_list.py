@@ -54,7 +54,7 @@ def test_options_carry_the_code_defaults(capsys):
     assert opts["callbacks"]["tensorboard"] == {"log_dir": None, "every_steps": 50}
     assert opts["callbacks"]["wandb"]["mode"] == "offline"
     assert opts["attacks"]["pgd"]["spec"].startswith("pgd-K[xR] (K steps, default 20")
-    assert opts["experiments"]["deat"] == {"preset": "cpu"}
+    assert opts["experiments"]["deat"] == {"preset": "cpu", "seeds": None}  # seeds: the preset's default count
     cifar = next(e for e in listed["datasets"] if e["name"] == "cifar10")
     assert cifar["description"].startswith("3x32x32 images, 10 classes") and cifar["aliases"] == ["cifar-10"]
     gen = next(e for e in listed["recipes"] if e["name"] == "cifar10/trades_wrn28_gen")
