@@ -72,3 +72,20 @@ TINY = [
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
+
+
+class Interrupted(Exception):
+    """Raised by :class:`InterruptAfterEpoch`: a run stopped from outside right after a checkpoint."""
+
+
+def interrupt_after_epoch(epoch: int):  # noqa: ANN201
+    """A callback that ends ``fit()`` with :class:`Interrupted` once ``epoch`` (1-based) is checkpointed, as a kill
+    right after last.pt was written would; resuming the same config then continues from that epoch."""
+    from pgdat.training.callbacks import Callback
+
+    class InterruptAfterEpoch(Callback):
+        def on_epoch_end(self, trainer, metrics) -> None:  # noqa: ANN001
+            if trainer.epoch == epoch:
+                raise Interrupted(f"interrupted after epoch {epoch}")
+
+    return InterruptAfterEpoch()

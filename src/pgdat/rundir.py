@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgdat.errors import PgdatError
+from pgdat.fileio import TEMP_FILE
 
 try:
     import fcntl
@@ -52,8 +53,6 @@ def is_run_file(name: str) -> bool:
 
 
 def _is_own_temp(name: str) -> bool:
-    from pgdat.checkpoint import TEMP_FILE
-
     m = TEMP_FILE.match(name)
     return bool(m) and is_run_file(m["target"])
 

@@ -22,7 +22,10 @@ def test_paper_preset_holds_the_co_features_recipe():
     cfg = load_config(spec["recipe"], exp.run_overrides(spec, 6 / 255, 4.0, "fgsm_at"))
     assert cfg.data.name == "cifar10" and cfg.model.name == "preact_resnet18" and cfg.train.epochs == 30
     assert (cfg.optim.schedule, cfg.optim.lr, cfg.optim.peak, cfg.data.batch_size) == ("cyclic", 0.2, 0.5, 128)
-    assert cfg.eval.final_attacks.endswith("pgd-50x10") and cfg.eval.step_size == pytest.approx(2 / 255)
+    # unclipped injected images leave [0,1], where AutoAttack (it clamps to [0,1]) cannot judge: PGD-50x10 ends it
+    assert cfg.eval.final_attacks == "clean,fgsm,pgd-50x10" and cfg.eval.step_size == pytest.approx(2 / 255)
+    plain = load_config(spec["recipe"], exp.run_overrides(spec, 6 / 255, 0.0, "fgsm_at"))  # no injection: [0,1]
+    assert plain.eval.final_attacks == "clean,fgsm,pgd-50x10,autoattack"
     assert cfg.attack.eps == pytest.approx(6 / 255) and cfg.attack.bn_mode == "train"
     assert dict(cfg.data.transforms[0]) == {"name": "inject_features", "beta": 4.0, "clip_injected": False}
     assert cfg.train.callbacks[0]["name"] == "co_monitor" and cfg.attack.box == "auto"  # unclipped: no box

@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from pgdat.attacks import pgd
+from pgdat.checkpoint import save_checkpoint
 from pgdat.config import AttackConfig, load_config
 from pgdat.errors import PgdatError
+from pgdat.integrity import INTEGRITY_KEY
 from pgdat.methods import StepContext, build_method
 from pgdat.methods.free_at import FREE_DELTA
 from pgdat.training import Trainer
@@ -203,7 +205,8 @@ def test_free_at_resume_equals_uninterrupted_and_needs_the_saved_delta(tmp_path,
     # the carried delta matters: resuming from a checkpoint without it ends elsewhere
     (tmp_path / "lost").mkdir()
     del saved["method_state"][FREE_DELTA]
-    torch.save(saved, tmp_path / "lost" / "last.pt")
+    saved.pop(INTEGRITY_KEY, None)  # re-stamped for the edited content by save_checkpoint
+    save_checkpoint(saved, tmp_path / "lost" / "last.pt")
     lost = Trainer(cfg, tmp_path / "lost", resume=True, callbacks=[])
     lost.fit()
     assert not all(torch.equal(ref["model"][k], lost.model.state_dict()[k].cpu()) for k in ref["model"])

@@ -9,6 +9,7 @@ from pgdat.config import AttackConfig, load_config
 from pgdat.methods import StepContext, build_method
 from pgdat.methods.temporal_ensembling import te_penalty, te_ramp
 from pgdat.training import Trainer
+from tests.conftest import Interrupted, interrupt_after_epoch
 
 
 def test_ramp_shape():
@@ -41,15 +42,16 @@ def test_active_te_updates_targets_and_penalises(tiny_model, tiny_batch, name):
 
 
 def test_te_state_survives_resume(tmp_path, tiny_overrides):
-    """Epoch 1 + resume for epoch 2 == 2 epochs straight (constant lr, so the first epoch does not depend on the
-    total), with the ensemble targets restored from the checkpoint."""
+    """Epoch 1, interrupted, + resume for epoch 2 == 2 epochs straight, with the ensemble targets restored from the
+    checkpoint."""
     sets = tiny_overrides + ["method.name=pgd_at_te", "method.params={start_epoch: 1, end_epoch: 3, w_max: 30}",
                              "optim.schedule=constant",
                              "train.epochs=2"]
     full = Trainer(load_config("default", sets), tmp_path / "full", callbacks=[])
     full.fit()
-    first = Trainer(load_config("default", sets[:-1] + ["train.epochs=1"]), tmp_path / "cut", callbacks=[])
-    first.fit()
+    first = Trainer(load_config("default", sets), tmp_path / "cut", callbacks=[interrupt_after_epoch(1)])
+    with pytest.raises(Interrupted):
+        first.fit()
     saved = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["method_state"]["te_targets"]
     assert saved.abs().sum() > 0
     resumed = Trainer(load_config("default", sets), tmp_path / "cut", resume=True, callbacks=[])

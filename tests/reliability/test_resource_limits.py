@@ -31,6 +31,7 @@ from pgdat.errors import PgdatError
 from pgdat.eval import evaluate
 from pgdat.memory import Batcher, is_oom, largest_fitting
 from pgdat.training import Trainer
+from tests.conftest import Interrupted, interrupt_after_epoch
 
 CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
            "allocate 2147483648 bytes. Error code 12 (Cannot allocate memory)")
@@ -103,7 +104,10 @@ def test_training_step_that_does_not_fit_names_the_batch_size_that_does(tmp_path
 
 def test_oom_mid_training_leaves_last_checkpoint_intact_and_resumable(tmp_path, tiny_overrides):
     base = ["data.batch_size=64", "eval.batch_size=32"]
-    _trainer(tmp_path, tiny_overrides, base + ["train.epochs=1"]).fit()
+    first = _trainer(tmp_path, tiny_overrides, base + ["train.epochs=2"])
+    first.callbacks.append(interrupt_after_epoch(1))
+    with pytest.raises(Interrupted):
+        first.fit()
     last = tmp_path / "run" / "last.pt"
     before = last.read_bytes()
     # epoch 2 of the resumed run fails at its second step (pgd-2 training: 3 forward passes per step)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgdat import checkpoint
+from pgdat import fileio
 from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from pgdat.cli.main import main
 from pgdat.config import load_config
@@ -61,7 +61,7 @@ def test_train_on_a_full_disk_ends_in_one_line_naming_the_file(tmp_path, monkeyp
                 raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
     argv = ["train", "--out", str(run)] + [a for o in [*SMALL, "train.epochs=2"] for a in ("--set", o)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

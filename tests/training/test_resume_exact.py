@@ -73,4 +73,4 @@ def test_callbacks_list_of_the_caller_is_not_extended_with_the_methods_defaults(
     cfg = load_config("default", tiny_overrides + SMALL + ["train.epochs=1", "method.name=fgsm_at"])
     mine: list[Callback] = []
     first = Trainer(cfg, tmp_path, callbacks=mine)
-    assert mine == [] and [type(cb).__name__ for cb in first.callbacks] == ["COMonitor"]
+    assert mine == [] and [type(cb).__name__ for cb in first.callbacks] == ["COMonitor", "HealthCheck"]

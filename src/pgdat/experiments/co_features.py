@@ -79,7 +79,15 @@ def run_overrides(preset: dict[str, Any], eps: float, beta: float, method: str, 
         clip = "true" if preset["clip_injected"] else "false"
         perp = ", orthogonal: true" if orthogonal else ""
         ov.append(f"data.transforms=[{{name: inject_features, beta: {beta!r}, clip_injected: {clip}{perp}}}]")
+        if not preset["clip_injected"]:  # images outside [0,1]: AutoAttack (which clamps to [0,1]) cannot judge them
+            ov += [f"eval.final_attacks={_without_autoattack(o)}" for o in ov if o.startswith("eval.final_attacks=")]
     return ov
+
+
+def _without_autoattack(override: str) -> str:
+    """The attack list of an ``eval.final_attacks=...`` override without ``autoattack`` (the eps-ball-only PGD and
+    FGSM stay: they need no image box)."""
+    return ",".join(a for a in override.split("=", 1)[1].split(",") if a.strip() != "autoattack")
 
 
 def run_name(preset: dict[str, Any], eps: float, beta: float, method: str, orthogonal: bool = False) -> str:

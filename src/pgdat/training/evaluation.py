@@ -129,6 +129,13 @@ def evaluate_final(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch
                     state_path=trainer.out / f"final_{which}.state" if which else None, distributed=True)
 
 
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models hold bit-identical parameters and buffers (best.pt == last.pt when the best epoch is the
+    last); one host sync per tensor, once per run."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def final_evaluation(trainer: Trainer) -> dict[str, Any]:
     """Evaluate best.pt and last.pt with ``eval.final_attacks`` on the first ``eval.n_final`` test images;
     write ``final.json`` (main process) and return it. Every rank takes part (the points are sharded over ranks
@@ -142,11 +149,17 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
                                "per_epoch_robust_by": per_epoch_label(cfg.eval.attack),
                                "best_epoch": trainer.best["epoch"], "selected_by": trainer.best["selected_by"],
                                "epochs": trainer.epoch}
+    models: dict[str, nn.Module] = {}
     for which in ("best", "last"):
         path = trainer.out / f"{which}.pt"
         if not path.exists():
             continue
-        res = evaluate_final(trainer, load_model(path, trainer.device), x, y, which)
+        models[which] = load_model(path, trainer.device)
+        if which == "last" and "best" in summary and _same_weights(models["best"], models["last"]):
+            # the best epoch is the last one: the same weights, the same seeded attacks, the same numbers
+            summary["last"] = {**summary["best"], "same_weights_as": "best"}
+            continue
+        res = evaluate_final(trainer, models[which], x, y, which)
         summary[which] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
                           "per_class": res.per_class(y, trainer.data.info.num_classes),
                           "seconds": res.seconds, "warnings": res.warnings}
