@@ -109,3 +109,19 @@ def test_reading_the_git_sha_never_writes_the_users_index(tmp_path):
     assert sha is not None and len(sha) == 40  # same content: not dirty
     assert (index.stat().st_ino, index.stat().st_mtime_ns, index.read_bytes()) == before
     assert not (repo / ".git" / "index.lock").exists()
+
+
+@pytest.mark.parametrize("damage", [b"a: [unclosed\n", b"name: x\n\x00\xff", b"just a string\n"])
+def test_resume_with_a_damaged_config_yaml_is_one_line_naming_the_file(tmp_path, capsys, damage):
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run)] + [a for o in [*SMALL, "train.epochs=1"] for a in ("--set", o)]
+    assert main(argv) == 0
+    last = (run / "last.pt").read_bytes()
+    (run / "config.yaml").write_bytes(damage if damage.startswith(b"just") else (run / "config.yaml").read_bytes()
+                                      + damage)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("pgdat train: error: ") and str(run / "config.yaml") in err
+    assert (run / "last.pt").read_bytes() == last  # nothing was touched

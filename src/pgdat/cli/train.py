@@ -9,11 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
 from pgdat.checkpoint import load_checkpoint
 from pgdat.cli.commands import is_interrupt, register_command
 from pgdat.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config
+from pgdat.config.loader import load_yaml_file
 from pgdat.errors import PgdatError
 from pgdat.rundir import RunLock, check_fresh_start
 from pgdat.training.validate import validate_config
@@ -37,7 +36,10 @@ def _resume_config(run_dir: Path, args: argparse.Namespace) -> Config:
     """The run's saved config, plus any overrides; changes that would alter the computation are refused."""
     from pgdat.training.trainer import RESUMABLE_CHANGES, config_changes
 
-    saved_dict = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved_dict = load_yaml_file(run_dir / "config.yaml", "the run's config")
+    if not isinstance(saved_dict, dict):
+        raise PgdatError(f"the run's config {run_dir / 'config.yaml'} is not a mapping of config sections (got "
+                         f"{type(saved_dict).__name__}); restore it from a checkpoint's 'config' or start a new run")
     saved = config_from_dict(saved_dict)
     if args.config is None and not args.overrides:
         return saved
