@@ -89,3 +89,13 @@ def interrupt_after_epoch(epoch: int):  # noqa: ANN201
                 raise Interrupted(f"interrupted after epoch {epoch}")
 
     return InterruptAfterEpoch()
+
+
+def cli_sets(overrides: list[str]) -> list[str]:
+    """``--set`` arguments for each override: ``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]``."""
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def snapshot(d):  # noqa: ANN001, ANN201
+    """Every file under ``d`` (relative name -> bytes, mtime in ns): equal snapshots mean nothing was touched."""
+    return {str(p.relative_to(d)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(d.rglob("*")) if p.is_file()}

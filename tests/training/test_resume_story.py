@@ -14,18 +14,13 @@ import yaml
 from pgdat.cli.main import main
 from pgdat.config import load_config
 from pgdat.training.schedules import lr_at
-from tests.conftest import TINY
+from tests.conftest import TINY, snapshot
+from tests.conftest import cli_sets as sets
 
 SMALL = [*TINY, "data.n_train=128", "data.val_size=50", "eval.n_test=50", "eval.n_final=20",
          "eval.final_attacks=clean", "train.epochs=1", "optim.schedule=piecewise", "optim.milestones=[0.5, 0.75]"]
 
 
-def sets(overrides: list[str]) -> list[str]:
-    return [a for o in overrides for a in ("--set", o)]
-
-
-def snapshot(d: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(d)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
