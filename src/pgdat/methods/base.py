@@ -53,10 +53,16 @@ class StepContext:
     after_step: list[Callable[[], None]] = field(default_factory=list)
 
 
+def ramp_at(attack: AttackConfig, progress: float) -> float:
+    """Warm-up factor in [0, 1] after ``progress`` epochs: linear over ``attack.eps_warmup_epochs`` (1 when that
+    is 0)."""
+    w = attack.eps_warmup_epochs
+    return min(1.0, progress / w) if w > 0 else 1.0
+
+
 def eps_ramp(ctx: StepContext) -> float:
-    """Warm-up factor in [0, 1] at ``ctx.progress``: linear over ``attack.eps_warmup_epochs`` (1 when that is 0)."""
-    w = ctx.attack.eps_warmup_epochs
-    return min(1.0, ctx.progress / w) if w > 0 else 1.0
+    """Warm-up factor in [0, 1] at ``ctx.progress`` (:func:`ramp_at`)."""
+    return ramp_at(ctx.attack, ctx.progress)
 
 
 def train_eps(ctx: StepContext) -> float:

@@ -141,5 +141,31 @@ class ConsoleLogger(Callback):
         rob = trainer.cfg.eval.attack.upper()  # the per-epoch attack, not the final (AutoAttack-grade) number
         print(f"epoch {m['epoch']:>3} | loss {m['train_loss']:.4f} | train rob {pct('train_robust_acc')} | "
               f"val clean {pct('val_clean_acc')} {rob} {pct('val_robust_acc')} | test clean {pct('test_clean_acc')} "
-              f"{rob} {pct('test_robust_acc')} | lr {m['lr']:.4g} | {m['time_train']:.1f}s+{m['time_eval']:.1f}s",
-              flush=True)
+              f"{rob} {pct('test_robust_acc')} | lr {m['lr']:.4g} | {_eps_text(trainer, m['epoch'])} | "
+              f"{m['time_train']:.1f}s+{m['time_eval']:.1f}s | {_elapsed_eta(trainer, m['epoch'])}", flush=True)
+
+
+def _eps_text(trainer: Trainer, epoch: int) -> str:
+    """The training radius reached at the end of ``epoch`` (pixel units; "warm-up" while it still ramps)."""
+    from pgdat.methods.base import ramp_at
+
+    a = trainer.attack_cfg
+    ramp = ramp_at(a, float(epoch))
+    return f"eps {a.eps * ramp:.4g}" + (" (warm-up)" if ramp < 1 else "")
+
+
+def _elapsed_eta(trainer: Trainer, epoch: int) -> str:
+    """Wall time of the epochs so far (training + per-epoch evaluation, resumed epochs included) and the time left
+    at their mean pace (the final evaluation not included)."""
+    spent = [h.get("time_train", 0.0) + h.get("time_eval", 0.0) for h in trainer.history]
+    elapsed = sum(spent)
+    left = max(trainer.cfg.train.epochs - epoch, 0) * (elapsed / len(spent) if spent else 0.0)
+    return f"elapsed {_clock(elapsed)}, ETA {_clock(left)}"
+
+
+def _clock(seconds: float) -> str:
+    """``seconds`` as ``1h02m03s`` / ``2m03s`` / ``3s``."""
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    mins, sec = divmod(rest, 60)
+    return f"{h}h{mins:02d}m{sec:02d}s" if h else f"{mins}m{sec:02d}s" if mins else f"{sec}s"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -238,8 +239,8 @@ class Trainer:
             cb.on_epoch_start(self)
         batches = self.loader.epoch(e)
         n_batches = len(batches)
-        if cfg.train.progress and self.dist.is_main:
-            from tqdm.auto import tqdm
+        if cfg.train.progress and self.dist.is_main and sys.stderr.isatty():  # a bar only for a person watching: a
+            from tqdm.auto import tqdm  # redirected log gets the one epoch line (with elapsed time and ETA) instead
 
             batches = tqdm(batches, desc=f"epoch {e + 1}/{cfg.train.epochs}", leave=False, unit="batch")
         for i, progress, (x, y, idx) in replayed(batches, self.method.replays, e, n_batches):  # i: optimizer step
