@@ -22,6 +22,8 @@ from pgdat.fileio import TEMP_FILE, DiskFullError, atomic_write_bytes, remove_st
 from pgdat.integrity import HASH_ALGORITHM, INTEGRITY_KEY, check_archive, check_structure, content_digest
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
+RUN_CHECKPOINTS = ("best", "last", "init")  # load_model(run_dir, which=...): the model of RUN/{which}.pt
+WEIGHT_KEYS = ("model", "ema")  # state_dicts a checkpoint may hold
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     """Atomically save a plain dict (tensors, numbers, strings, lists, dicts) with ``torch.save``, stamped with the
     SHA-256 of its content (:func:`pgdat.integrity.content_digest`) that :func:`load_checkpoint` checks."""
@@ -146,8 +148,18 @@ def build_model(cfg: dict) -> nn.Module:
 def load_model(path: str | Path, device: str | torch.device = "cpu", *, which: str = "model") -> nn.Module:
     """Rebuild a trained model from a checkpoint file or run directory, in eval mode, on ``device``.
 
-    which: the state_dict key to load (``model``, or ``ema`` for weight-averaged weights when the run kept them).
+    which: the weights to load: ``model`` (the checkpoint's own), ``ema`` (weight-averaged, when the run kept them),
+    or for a run directory ``best``, ``last``, ``init`` (the model of ``best.pt``, ``last.pt``, ``init.pt``).
     """
+    if which in RUN_CHECKPOINTS:
+        run = Path(path).expanduser()
+        if not run.is_dir():
+            raise PgdatError(f"load_model(which={which!r}) takes a run directory (it loads {which}.pt there); {run} "
+                             f"is not one: give runs/NAME, or which='model' for the file itself")
+        path, which = run / f"{which}.pt", "model"
+    elif which not in WEIGHT_KEYS:
+        raise PgdatError(f"load_model: unknown which={which!r}; valid: {', '.join((*WEIGHT_KEYS, *RUN_CHECKPOINTS))} "
+                         "(e.g. load_model('runs/default', which='best'))")
     return model_from_checkpoint(load_checkpoint(path), device, which=which, source=resolve_checkpoint(path))
 
 
