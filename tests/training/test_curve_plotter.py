@@ -74,3 +74,11 @@ def test_learning_curves_join_the_evaluated_epochs(tmp_path, monkeypatch):
     assert list(lines["val robust"].get_xdata()) == [2, 4, 6]
     assert [round(v, 6) for v in lines["val robust"].get_ydata()] == [20.0, 40.0, 60.0]
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_plots_are_titled_by_the_run_directory_and_the_config_name(tmp_path):
+    from pgdat.training.callbacks import run_title
+
+    assert run_title(tmp_path / "runs" / "default", "default") == "runs/default"
+    assert run_title(tmp_path / "runs" / "std", "default") == "runs/std (default)"
+    assert run_title(tmp_path / "a" / "seed0", "default") != run_title(tmp_path / "b" / "seed0", "default")

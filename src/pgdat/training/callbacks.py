@@ -108,11 +108,12 @@ class CurvePlotter(Callback):
         from pgdat.analysis.plots import plot_learning_curves, plot_per_class
 
         t0 = time.perf_counter()
+        title = run_title(trainer.out, trainer.cfg.name)
         plot_learning_curves(trainer.history, trainer.out / "curves.png", best_epoch=trainer.best["epoch"],
-                             title=trainer.cfg.name)
+                             title=title)
         latest = next((m for m in reversed(trainer.history) if "per_class_test_robust_acc" in m), None)
         if latest is not None and latest["epoch"] != self.per_class_epoch:
-            plot_per_class(latest, trainer.out / "per_class.png", title=f"{trainer.cfg.name}, epoch {latest['epoch']}")
+            plot_per_class(latest, trainer.out / "per_class.png", title=f"{title}, epoch {latest['epoch']}")
             self.per_class_epoch = latest["epoch"]
         self.drawn_at = time.perf_counter()
         self.cost, self.drawn_epoch = self.drawn_at - t0, trainer.epoch
@@ -143,6 +144,13 @@ class ConsoleLogger(Callback):
               f"val clean {pct('val_clean_acc')} {rob} {pct('val_robust_acc')} | test clean {pct('test_clean_acc')} "
               f"{rob} {pct('test_robust_acc')} | lr {m['lr']:.4g} | {_eps_text(trainer, m['epoch'])} | "
               f"{m['time_train']:.1f}s+{m['time_eval']:.1f}s | {_elapsed_eta(trainer, m['epoch'])}", flush=True)
+
+
+def run_title(out: Path, name: str) -> str:
+    """A plot title that tells runs apart: the run directory (its last two parts), and the config name when the
+    folder is not named after it (two runs of the ``default`` config look alike otherwise)."""
+    where = "/".join(Path(out).resolve().parts[-2:])
+    return where if Path(out).name == name else f"{where} ({name})"
 
 
 def _eps_text(trainer: Trainer, epoch: int) -> str:
