@@ -86,3 +86,11 @@ def test_report_in_headless_chromium(two_runs, tmp_path):
 
     pixels = mpimg.imread(shot)
     assert pixels.shape[0] >= 1000 and pixels.std() > 0.05, "the screenshot is blank"
+
+
+def test_curves_join_only_the_evaluated_epochs():
+    from pgdat.report.html import evaluated_points
+
+    # eval.every=5 over 10 epochs: values at epochs 5 and 10 only; the curve is those two points, joined
+    assert evaluated_points(list(range(1, 11)), [None] * 4 + [0.5] + [None] * 4 + [0.625]) == ([5, 10], [50.0, 62.5])
+    assert evaluated_points([1, 2], [None, None]) == ([], [])

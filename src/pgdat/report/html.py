@@ -54,6 +54,12 @@ def curve_name(run: Run, split: str, kind: str) -> str:
     return robust_curve_label(run.history, split) if kind == "robust" else f"{split} {kind}"
 
 
+def evaluated_points(epochs: list[int], values: list[float | None]) -> tuple[list[int], list[float]]:
+    """(epochs, values in %) of the epochs that have a value: per-epoch evaluation may run every N epochs only."""
+    pts = [(e, 100 * v) for e, v in zip(epochs, values, strict=True) if v is not None]
+    return [e for e, _ in pts], [v for _, v in pts]
+
+
 def curves_figure(runs: list[Run], *, key_sets: list[tuple[str, str]] | None = None, title: str = "") -> str:
     """Clean/robust accuracy per epoch (train/val/test) for each run, best epochs marked; returns a data URL."""
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -61,10 +67,10 @@ def curves_figure(runs: list[Run], *, key_sets: list[tuple[str, str]] | None = N
         ep = [m["epoch"] for m in run.history]
         for split, style in CURVE_KEYS:
             for kind, alpha in (("clean", 0.45), ("robust", 1.0)):
-                ys = [m.get(f"{split}_{kind}_acc") for m in run.history]
-                if any(v is not None for v in ys):
-                    ax.plot(ep, [100 * v if v is not None else float("nan") for v in ys], style, color=f"C{i}",
-                            alpha=alpha, label=plain_text(f"{run.name} {curve_name(run, split, kind)}"))
+                pts = evaluated_points(ep, [m.get(f"{split}_{kind}_acc") for m in run.history])
+                if pts[0]:  # only the evaluated epochs, joined (eval.every > 1 leaves gaps that NaN would break)
+                    ax.plot(*pts, style, marker=".", color=f"C{i}", alpha=alpha,
+                            label=plain_text(f"{run.name} {curve_name(run, split, kind)}"))
         best = run.final.get("best_epoch")
         if best:
             ax.axvline(best, color=f"C{i}", lw=1, alpha=0.4)
