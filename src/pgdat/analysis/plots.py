@@ -104,13 +104,15 @@ def plot_per_class(metrics: dict[str, Any], path: Path, *, title: str = "") -> P
         return None
     fig, ax = plt.subplots(figsize=(7, 3))
     n = len(metrics[keys[0]])
+    names = {"clean": "clean", "robust": metrics.get("robust_acc_by") or "robust"}  # e.g. "PGD-10, per-epoch"
     for j, k in enumerate(keys):
-        ax.bar([c + j * 0.4 for c in range(n)], percent(metrics[k]), 0.4, label=k.split("_")[-2])
+        ax.bar([c + j * 0.4 for c in range(n)], percent(metrics[k]), 0.4, label=plain_text(names[k.split("_")[-2]]))
     if n <= 20:
         ax.set_xticks([c + 0.2 * (len(keys) - 1) for c in range(n)], [str(c) for c in range(n)])
     ax.set_xlabel("class")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(plain_text(title))
-    ax.legend(fontsize=8)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.16)  # fixed margins, see plot_learning_curves
+    ax.set_title(plain_text(title), loc="left")
+    # above the axes, right of the title: inside, it hid the last classes' bars
+    ax.legend(fontsize=8, ncol=len(keys), loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.16)  # fixed margins, see plot_learning_curves
     return save_figure(fig, path, dpi=100)
