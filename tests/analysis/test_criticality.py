@@ -128,3 +128,24 @@ def test_summary_spreads_use_the_references_ddof():
     assert s["std"] == pytest.approx(statistics.pstdev(per_layer), rel=1e-9)
     one = crit.CriticalityResult(units, cos[:1], torch.full((1, 3), float("nan")), float("nan"), {}).summary()
     assert all(row["criticality_std"] != row["criticality_std"] for row in one["layers"])  # nan, as pandas
+
+
+def test_heatmap_title_and_labels_stay_inside_the_figure(tmp_path, monkeypatch):
+    """A net with few layers made a narrow figure whose title was clipped."""
+    import matplotlib.figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from pgdat.analysis.criticality import plot_heatmap
+
+    figs = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: figs.append(self))
+    summ = {r: {"mean": 20.0 + j, "layers": [{"layer": f"layer{i}", "stage": "head", "criticality": 10.0 * i + j}
+                                             for i in range(3)]} for j, r in enumerate(["std", "pgd_at_eps0.3"])}
+    plot_heatmap(summ, tmp_path / "h.png", title="layer criticality: clean inputs, mnist5k, 500 images, 3 trials")
+    fig = figs[0]
+    canvas = FigureCanvasAgg(fig)  # plot_heatmap closed the figure after saving: draw it again off screen
+    canvas.draw()
+    renderer, bounds = canvas.get_renderer(), fig.bbox
+    for text in [fig.axes[0].title, *fig.axes[0].get_yticklabels(), *fig.axes[0].get_xticklabels()]:
+        box = text.get_window_extent(renderer)
+        assert bounds.x0 - 1 <= box.x0 and box.x1 <= bounds.x1 + 1 and box.y1 <= bounds.y1 + 1, text.get_text()

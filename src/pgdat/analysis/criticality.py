@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,9 @@ def plot_heatmap(summaries: dict[str, dict[str, Any]], path: str | Path, *, titl
     runs = list(summaries)
     names = [r["layer"] for r in summaries[runs[0]]["layers"]]
     grid = torch.tensor([[r["criticality"] for r in summaries[k]["layers"]] for k in runs])
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(names), 1.2 + 0.45 * len(runs)))
+    # wide enough for the run labels, the colour bar and the title (it was clipped for nets with few layers)
+    width = max(6.0, 3.0 + 0.6 * len(names))
+    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.45 * len(runs)))
     im = ax.imshow(grid.numpy(), cmap="viridis_r", vmin=0, vmax=100, aspect="auto")
     ticks = [plain_text(f"{r['layer']}\n[{r['stage']}]") for r in summaries[runs[0]]["layers"]]
     ax.set_xticks(range(len(names)), ticks, rotation=45, ha="right", fontsize=7)
@@ -227,7 +230,7 @@ def plot_heatmap(summaries: dict[str, dict[str, Any]], path: str | Path, *, titl
         for j in range(len(names)):
             ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7, color="w")
     fig.colorbar(im, ax=ax, label="criticality [%]")
-    ax.set_title(plain_text(title))
+    ax.set_title(plain_text(textwrap.fill(title, width=int(9 * width))), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
