@@ -76,15 +76,15 @@ def largest_fitting(probe: Callable[[int], object], failed: int, device: torch.d
     ``refine`` more probes, so it runs at most log2(failed) + 1 + refine probes; the answer is at least half the
     true largest size and exact to within (failed / 2^(k+refine)) after k halvings.
     """
-    b, probes = failed // 2, 0
+    b, hi, probes = failed // 2, failed, 0  # hi: the smallest size known not to fit
     while b >= 1:
         probes += 1
         if fits(probe, b, device):
             break
-        b //= 2
+        b, hi = b // 2, b
     if b < 1:
         return 0, probes
-    lo, hi = b, min(2 * b, failed)
+    lo = b  # an odd size that failed leaves 2 * lo < hi: bisect up to the failing size itself, not to 2 * lo
     for _ in range(refine):
         if hi - lo <= 1:
             break
