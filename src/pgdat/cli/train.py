@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pgdat.checkpoint import load_checkpoint
 from pgdat.cli.commands import is_interrupt, register_command
-from pgdat.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config
+from pgdat.config import Config, apply_overrides, config_from_dict, load_config
 from pgdat.config.loader import load_yaml_file
 from pgdat.errors import PgdatError
 from pgdat.rundir import RunLock, check_fresh_start
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _resume_config(run_dir: Path, args: argparse.Namespace) -> Config:
     """The run's saved config, plus any overrides; changes that would alter the computation are refused."""
-    from pgdat.training.trainer import RESUMABLE_CHANGES, config_changes
+    from pgdat.training.trainer import check_resumable
 
     saved_dict = load_yaml_file(run_dir / "config.yaml", "the run's config")
     if not isinstance(saved_dict, dict):
@@ -45,11 +45,7 @@ def _resume_config(run_dir: Path, args: argparse.Namespace) -> Config:
         return saved
     new = load_config(args.config, args.overrides) if args.config else config_from_dict(
         apply_overrides(saved_dict, args.overrides))
-    bad = config_changes(config_to_dict(saved), config_to_dict(new))
-    if bad:
-        hint = " (to train longer, resume with --extend-epochs N)" if "train.epochs" in bad else ""
-        raise PgdatError(f"cannot resume {run_dir} with a different config: {', '.join(bad)} changed "
-                         f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change){hint}; start a new run with --out")
+    check_resumable(run_dir, saved, new)  # before the lock, the data or the checkpoint: the Trainer checks again
     return new
 
 

@@ -71,6 +71,23 @@ def config_changes(saved: dict, new: dict) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
 
 
+def check_resumable(path: Path, saved: Config, new: Config, *, extension_ok: bool = False) -> None:
+    """Resuming ``path`` under another config would mix two experiments in one run: refuse any change but
+    :data:`RESUMABLE_CHANGES` and, with ``extension_ok``, an explicit extension (``train.epochs`` and
+    ``train.extensions``). The CLI checks before it loads anything, the Trainer again against the checkpoint."""
+    bad = config_changes(config_to_dict(saved), config_to_dict(new))
+    if not bad or (extension_ok and set(bad) <= {"train.epochs", "train.extensions"}):
+        return
+    hint = ""
+    if "train.epochs" in bad:
+        extra = new.train.epochs - saved.train.epochs
+        hint = (f"; train.epochs ({saved.train.epochs} -> {new.train.epochs}) sets the learning-rate "
+                "schedule, so changing it would splice two schedules: to train longer, resume with "
+                f"--extend-epochs {extra if extra > 0 else 'N'} (recorded in config.yaml and metrics.jsonl)")
+    raise PgdatError(f"cannot resume {path} with a different config: {', '.join(bad)} changed (only "
+                     f"{', '.join(sorted(RESUMABLE_CHANGES))} may change); start a new run elsewhere{hint}")
+
+
 def replayed(batches: Iterable[Any], replays: int, epoch: int, n_batches: int) -> Iterator[tuple[int, float, Any]]:
     """(optimizer step in the epoch, progress in epochs after that step, batch): each batch ``replays`` times in a
     row (Free-AT's minibatch replay; 1 for every other method, which gives progress ``epoch + (i + 1) / n_batches``
@@ -367,21 +384,6 @@ class Trainer:
             state["ema"] = self.ema.module.state_dict()
         return state
 
-    def _check_same_experiment(self, path: Path, saved: Config, epoch: int) -> None:
-        """Resuming under another config would mix two experiments in one run: refuse any change but
-        :data:`RESUMABLE_CHANGES` and an explicit extension made at the checkpoint's ``epoch``."""
-        bad = config_changes(config_to_dict(saved), config_to_dict(self.cfg))
-        if not bad or (set(bad) <= {"train.epochs", "train.extensions"} and is_extension(saved, self.cfg, epoch)):
-            return
-        hint = ""
-        if "train.epochs" in bad:
-            extra = self.cfg.train.epochs - saved.train.epochs
-            hint = (f"; train.epochs ({saved.train.epochs} -> {self.cfg.train.epochs}) sets the learning-rate "
-                    "schedule, so changing it would splice two schedules: to train longer, resume with "
-                    f"--extend-epochs {extra if extra > 0 else 'N'} (recorded in config.yaml and metrics.jsonl)")
-        raise PgdatError(f"cannot resume {path} with a different config: {', '.join(bad)} changed (only "
-                         f"{', '.join(sorted(RESUMABLE_CHANGES))} may change); start a new run elsewhere{hint}")
-
     def _extend(self, extra: int) -> None:
         """Train ``extra`` more epochs: the longer schedule applies from the current epoch on (recorded in
         ``train.extensions``); a final.json of the shorter run is kept as ``final.epochE.json``."""
@@ -400,7 +402,8 @@ class Trainer:
     def _load(self, path: Path, extend_epochs: int = 0) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
         if "config" in ckpt:
-            self._check_same_experiment(path, config_from_dict(ckpt["config"]), ckpt["epoch"])
+            saved = config_from_dict(ckpt["config"])
+            check_resumable(path, saved, self.cfg, extension_ok=is_extension(saved, self.cfg, ckpt["epoch"]))
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
