@@ -89,8 +89,9 @@ def test_report_in_headless_chromium(two_runs, tmp_path):
 
 
 def test_curves_join_only_the_evaluated_epochs():
-    from pgdat.report.html import evaluated_points
+    from pgdat.analysis.plots import evaluated_points
 
     # eval.every=5 over 10 epochs: values at epochs 5 and 10 only; the curve is those two points, joined
-    assert evaluated_points(list(range(1, 11)), [None] * 4 + [0.5] + [None] * 4 + [0.625]) == ([5, 10], [50.0, 62.5])
-    assert evaluated_points([1, 2], [None, None]) == ([], [])
+    history = [{"epoch": e, "val_robust_acc": {5: 0.5, 10: 0.625}.get(e)} for e in range(1, 11)]
+    assert evaluated_points(history, "val_robust_acc") == ([5, 10], [50.0, 62.5])
+    assert evaluated_points(history, "test_robust_acc") == ([], [])

@@ -43,6 +43,13 @@ def robust_curve_label(history: list[dict[str, Any]], split: str) -> str:
     return f"{split} {by}" if by else f"{split} robust"
 
 
+def evaluated_points(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """(epochs, accuracies in %) of the epochs whose row has ``key``: with eval.every > 1 only every N-th epoch is
+    evaluated, and its curve joins those epochs (NaN gaps would break the line into invisible pieces)."""
+    pts = [(m["epoch"], 100 * m[key]) for m in history if m.get(key) is not None]
+    return [e for e, _ in pts], [v for _, v in pts]
+
+
 def plot_learning_curves(history: list[dict[str, Any]], path: Path, *, best_epoch: int | None = None,
                          title: str = "") -> Path:
     """Clean (blue) and robust (red) accuracy for train/val/test over epochs, plus the learning rate."""
@@ -50,12 +57,10 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, *, best_epoc
     epochs = [m["epoch"] for m in history]
     for split, style in CURVES:
         for kind, color in (("clean", "tab:blue"), ("robust", "tab:red")):
-            # only the epochs that have the value, so with eval.every > 1 the evaluated epochs are joined by a line
-            pts = [(m["epoch"], 100 * m[f"{split}_{kind}_acc"]) for m in history
-                   if m.get(f"{split}_{kind}_acc") is not None]
-            if pts:
+            pts = evaluated_points(history, f"{split}_{kind}_acc")
+            if pts[0]:
                 name = robust_curve_label(history, split) if kind == "robust" else f"{split} {kind}"
-                ax.plot(*zip(*pts, strict=True), style, color=color, marker="o", ms=3, label=name)
+                ax.plot(*pts, style, color=color, marker="o", ms=3, label=name)
     if best_epoch is not None and best_epoch > 0:
         ax.axvline(best_epoch, color="k", alpha=0.4, lw=1)
         ax.annotate(f"best (val) ep {best_epoch}", (best_epoch, ax.get_ylim()[1]), fontsize=8, va="top")

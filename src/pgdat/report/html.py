@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pgdat.analysis.plots import percent, plain_text, plt
+from pgdat.analysis.plots import evaluated_points, percent, plain_text, plt
 from pgdat.checkpoint import atomic_write_bytes
 from pgdat.report.runs import Run, format_table, load_run, summary_row
 
@@ -54,20 +54,13 @@ def curve_name(run: Run, split: str, kind: str) -> str:
     return robust_curve_label(run.history, split) if kind == "robust" else f"{split} {kind}"
 
 
-def evaluated_points(epochs: list[int], values: list[float | None]) -> tuple[list[int], list[float]]:
-    """(epochs, values in %) of the epochs that have a value: per-epoch evaluation may run every N epochs only."""
-    pts = [(e, 100 * v) for e, v in zip(epochs, values, strict=True) if v is not None]
-    return [e for e, _ in pts], [v for _, v in pts]
-
-
 def curves_figure(runs: list[Run], *, key_sets: list[tuple[str, str]] | None = None, title: str = "") -> str:
     """Clean/robust accuracy per epoch (train/val/test) for each run, best epochs marked; returns a data URL."""
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, run in enumerate(runs):
-        ep = [m["epoch"] for m in run.history]
         for split, style in CURVE_KEYS:
             for kind, alpha in (("clean", 0.45), ("robust", 1.0)):
-                pts = evaluated_points(ep, [m.get(f"{split}_{kind}_acc") for m in run.history])
+                pts = evaluated_points(run.history, f"{split}_{kind}_acc")
                 if pts[0]:  # only the evaluated epochs, joined (eval.every > 1 leaves gaps that NaN would break)
                     ax.plot(*pts, style, marker=".", color=f"C{i}", alpha=alpha,
                             label=plain_text(f"{run.name} {curve_name(run, split, kind)}"))
