@@ -36,3 +36,18 @@ def test_same_weights_tells_models_apart_by_any_parameter_or_buffer():
     c = copy.deepcopy(a)
     c.bn.running_mean += 1.0  # a buffer, not a parameter
     assert not _same_weights(a, c)
+
+
+def test_autoattack_on_data_outside_the_unit_box_is_refused_before_training(tmp_path, tiny_overrides):
+    import pytest
+
+    from pgdat.errors import PgdatError
+
+    unclipped = "data.transforms=[{name: inject_features, beta: 8, clip_injected: false}]"
+    over = tiny_overrides + ["data.name=mnist5k", unclipped, "eval.final_attacks=clean,pgd-5,apgd-ce"]
+    with pytest.raises(PgdatError, match=r"eval.final_attacks runs apgd-ce, but the data lie outside \[0,1\]"):
+        Trainer(load_config("default", over), tmp_path / "run", callbacks=[])
+    assert not (tmp_path / "run" / "init.pt").exists()  # refused before anything was written
+    clipped = "data.transforms=[{name: inject_features, beta: 8, clip_injected: true}]"
+    Trainer(load_config("default", tiny_overrides + [clipped, "eval.final_attacks=clean,apgd-ce"]), tmp_path / "ok",
+            callbacks=[])  # in [0,1]: AutoAttack can judge

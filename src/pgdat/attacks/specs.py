@@ -89,6 +89,16 @@ _register("pgd", 20, True)(_pgd_family("ce"))
 _register("cw", 20, True)(_pgd_family("cw"))
 
 
+def check_box_supported(specs: str | list[str], box: tuple[float, float] | None, where: str) -> None:
+    """PgdatError before any work when ``specs`` hold an AutoAttack component but the data's image box is not
+    [0,1] (AutoAttack clamps to [0,1]; e.g. unclipped injected features), naming the option ``where``."""
+    aa = [s for s in expand_specs(specs) if s in COMPONENTS]
+    if aa and box != UNIT_BOX:
+        raise PgdatError(f"{where} runs {', '.join(aa)}, but the data lie outside [0,1] (attack box {box}), where "
+                         "AutoAttack cannot judge: use pgd-K or cw-K there (they honour the box), or data in [0,1] "
+                         "(clip_injected: true)")
+
+
 def _check_unit_box(box: tuple[float, float] | None) -> None:
     if box != UNIT_BOX:
         raise PgdatError(f"AutoAttack clamps images to [0,1], so it cannot evaluate box={box}; use pgd-K or "

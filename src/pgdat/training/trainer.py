@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pgdat.attacks.specs import check_box_supported
 from pgdat.checkpoint import build_model, load_checkpoint, model_config, remove_stale_temps, save_checkpoint
 from pgdat.config import Config, config_from_dict, config_to_dict
 from pgdat.data.bundle import DataBundle
@@ -130,6 +131,8 @@ class Trainer:
         # attack.box auto -> unit | none from the data (unclipped injected features lie outside [0,1])
         self.attack_cfg = dataclasses.replace(cfg.attack, box=resolve_box(cfg.attack.box, self.data.info.in_unit_box))
         self.box = BOXES[self.attack_cfg.box]  # (lo, hi) or None: the image box of training and evaluation attacks
+        for key, specs in (("eval.attack", cfg.eval.attack), ("eval.final_attacks", cfg.eval.final_attacks)):
+            check_box_supported(specs, self.box, key)  # now, not after the training it would end
         self.class_counts = torch.bincount(self.data.train.y, minlength=self.data.info.num_classes).to(self.device)
         info = self.data.info
         mean, std = resolve_input_norm(cfg.model.input_norm, info.mean, info.std, cfg.model.norm_mean,
