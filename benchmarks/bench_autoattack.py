@@ -96,7 +96,7 @@ def default_final(model, x, y) -> tuple[str, float, float]:
     cfg = load_config(None)
     t0 = time.perf_counter()
     res = evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
-                   batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
+                   batch_size=cfg.eval.final_batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
                    on_oom="halve")
     return cfg.eval.final_attacks, time.perf_counter() - t0, res.robust_accuracy
 

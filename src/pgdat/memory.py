@@ -106,6 +106,7 @@ class BatchOption:
 
 TRAIN_BATCH = BatchOption("data.batch_size", "--set data.batch_size={}")
 EVAL_BATCH = BatchOption("eval.batch_size", "--set eval.batch_size={}")
+FINAL_BATCH = BatchOption("eval.final_batch_size", "--set eval.final_batch_size={}")
 CLI_EVAL_BATCH = BatchOption("--batch-size", "--batch-size {}")
 API_BATCH = BatchOption("batch_size", "batch_size={}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from types import SimpleNamespace
 
 import torch
 
@@ -51,3 +52,30 @@ def test_autoattack_on_data_outside_the_unit_box_is_refused_before_training(tmp_
     clipped = "data.transforms=[{name: inject_features, beta: 8, clip_injected: true}]"
     Trainer(load_config("default", tiny_overrides + [clipped, "eval.final_attacks=clean,apgd-ce"]), tmp_path / "ok",
             callbacks=[])  # in [0,1]: AutoAttack can judge
+
+
+def test_final_evaluation_runs_in_the_references_batches_on_the_loaded_model(tmp_path, monkeypatch):
+    """The final evaluation hands evaluate() batches of eval.final_batch_size and the model as given (never
+    converted to channels_last): with the reference's batches pgdat's cascade equals the reference's plain run point
+    by point (tests/eval/test_cascade.py), so the run reports what the reference leaves on its points."""
+    seen = {}
+
+    def spy(model, x, y, **kw):
+        seen.update(kw, model=model, strides=[p.stride() for p in model.parameters()])
+        return "result"
+
+    monkeypatch.setattr(evaluation, "evaluate", spy)
+    cfg = load_config("default", ["eval.final_batch_size=7", "train.progress=false"])
+    run = SimpleNamespace(cfg=cfg, dist=SimpleNamespace(is_main=True), box=(0.0, 1.0), out=tmp_path)
+    model = TinyNet()
+    strides = [p.stride() for p in model.parameters()]
+    assert evaluation.evaluate_final(run, model, torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)) == "result"
+    assert seen["batch_size"] == 7 and seen["batch_option"].name == "eval.final_batch_size"
+    assert seen["attacks"] == cfg.eval.final_attacks
+    assert seen["model"] is model and seen["strides"] == strides  # no memory-format conversion
+
+
+def test_final_evaluation_batches_default_to_the_references():
+    from pgdat.attacks.autoattack import REFERENCE_BATCH
+
+    assert load_config("default").eval.final_batch_size == REFERENCE_BATCH == 250

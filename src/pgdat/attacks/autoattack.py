@@ -19,6 +19,9 @@ from pgdat.precision import autocast
 AA_NORMS = {"linf": "Linf", "l2": "L2"}
 STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # the reference's version='standard', in its order
 COMPONENTS = (*STANDARD, "apgd-dlr", "fab")
+# run_standard_evaluation's default batch size: the components draw their random starts per batch, so pgdat's
+# cascade reproduces the reference's plain run point by point only in batches of this size (and the same order)
+REFERENCE_BATCH = 250
 
 
 def reference_version() -> str:

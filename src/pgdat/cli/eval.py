@@ -24,6 +24,7 @@ from pgdat.cli.eval_external import (
     external_model,
     write_claim,
 )
+from pgdat.attacks.autoattack import REFERENCE_BATCH
 from pgdat.config.loader import MAX_SEED
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks
@@ -51,8 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model norm (default linf)")
     p.add_argument("--step-size", default=None, help="PGD/CW step size (default 2.5*eps/steps)")
     p.add_argument("--n", type=int, default=1000, help="evaluate the first N test images (default 1000; 0 = all)")
-    p.add_argument("--batch-size", type=int, default=256,
-                   help="images per attack batch (default 256; halved with a warning on out of memory)")
+    p.add_argument("--batch-size", type=int, default=REFERENCE_BATCH,
+                   help=f"images per attack batch (default {REFERENCE_BATCH}, the reference AutoAttack's: its "
+                        "components draw random starts per batch, so only its batches reproduce its plain run; halved "
+                        "with a warning on out of memory)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (and of --model's init)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu, cuda or cuda:N (default cuda when a GPU is visible, else cpu)")

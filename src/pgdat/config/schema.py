@@ -118,6 +118,9 @@ class EvalConfig:
     #                                    cascade, AutoAttack-grade by default (the reference's APGD-CE, then APGD-T
     #                                    with the DLR loss on 9 target classes); "autoattack" = standard AutoAttack
     n_final: int = 1000
+    final_batch_size: int = 250        # batches of the final evaluation: 250 is the reference AutoAttack's
+    #                                    run_standard_evaluation default, so a cascade of its components (random starts
+    #                                    drawn per batch) reproduces the reference's plain run point by point
 
 
 @dataclass(frozen=True)

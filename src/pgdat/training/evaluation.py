@@ -14,7 +14,7 @@ from pgdat.data.bundle import as_unit_float
 from pgdat.eval import EvalResult, check_batch_fits, evaluate
 from pgdat.eval.labels import cascade_label, per_epoch_label
 from pgdat.eval.progress import PrintProgress
-from pgdat.memory import EVAL_BATCH
+from pgdat.memory import EVAL_BATCH, FINAL_BATCH
 from pgdat.training.distributed import all_reduce_sum, barrier
 from pgdat.training.health import health_summary
 
@@ -114,17 +114,18 @@ def final_test_batch(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
 def evaluate_final(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch.Tensor, which: str | None = None
                    ) -> EvalResult:
     """``model`` under ``eval.final_attacks`` on (x, y) as the end-of-run evaluation runs it: the run's threat
-    model (eps, norm, box) and memory format, halving ``eval.batch_size`` on running out of memory; sharded over
+    model (eps, norm, box), in batches of ``eval.final_batch_size`` (250 by default, the reference AutoAttack's, so
+    that a cascade of its components gives the reference's plain run point by point; halved on running out of
+    memory, with a warning), with fp32 attacks on the model as loaded from its checkpoint (contiguous: no
+    channels_last, whose convolutions round differently), as a plain reference run on it would; sharded over
     the ranks under torchrun; with ``which`` (best, last) resumable from ``RUN/final_{which}.state`` (written after
     every batch, removed at the end); a progress line per batch on stderr when ``train.progress`` is on (main
     process only)."""
     cfg = trainer.cfg
-    if trainer.channels_last:  # the training run's memory format (faster convolutions)
-        model = model.to(memory_format=torch.channels_last)
     show = cfg.train.progress and trainer.dist.is_main
     return evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
-                    batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                    on_oom="halve", batch_option=EVAL_BATCH, box=trainer.box,
+                    batch_size=cfg.eval.final_batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
+                    on_oom="halve", batch_option=FINAL_BATCH, box=trainer.box,
                     progress=PrintProgress(prefix=f"[final {which or 'model'}] ") if show else None,
                     state_path=trainer.out / f"final_{which}.state" if which else None, distributed=True)
 

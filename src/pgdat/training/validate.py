@@ -218,8 +218,9 @@ def _check_eval(cfg: Config) -> None:
             _fail(key, str(err))
     if e.step_size is not None:
         _finite("eval.step_size", e.step_size, lo=0.0, lo_open=True, hint="or leave it empty for 2.5*eps/steps")
-    if e.batch_size < 1:
-        _fail("eval.batch_size", f"must be an integer >= 1 (got {e.batch_size})")
+    for key, size in (("eval.batch_size", e.batch_size), ("eval.final_batch_size", e.final_batch_size)):
+        if size < 1:
+            _fail(key, f"must be an integer >= 1 (got {size}); e.g. {key}=250")
     if e.every < 1:
         _fail("eval.every", f"must be an integer >= 1 (got {e.every}); 1 evaluates after every epoch")
     for key, value in (("eval.n_test", e.n_test), ("eval.n_final", e.n_final)):
