@@ -26,7 +26,7 @@ FLOORS: dict[str, int] = {
     "attacks": 2, "models": 2, "data": 2,
     "checkpoint": 2,  # rebuilds models from checkpoints
     "config": 1, "threat": 1, "errors": 1, "registry": 1, "precision": 1, "memory": 1, "runinfo": 1, "fileio": 1,
-    "seeding": 1, "integrity": 1, "rundir": 1,
+    "seeding": 1, "integrity": 1, "rundir": 1, "killhook": 1,
 }
 ENTRY_POINTS = {"pgdat", "pgdat.__main__"}
 

@@ -47,3 +47,25 @@ def test_killed_eval_resumes_from_the_state_next_to_the_json(tmp_path, monkeypat
     assert main([*args, "--json", str(out)]) == 0
     assert json.loads(out.read_text())["accuracy"] == json.loads(whole.read_text())["accuracy"]
     assert not (tmp_path / "eval.json.state").exists()
+
+
+def test_sigkilled_eval_process_resumes_to_the_uninterrupted_result(tmp_path):
+    """A real SIGKILL of a `pgdat eval` process (the test hook kills it right after an attack's second batch was
+    saved), then the same command again: it goes on from the state file to the uninterrupted run's numbers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from pgdat.killhook import EVAL_KILL_ENV
+
+    args = [sys.executable, "-m", "pgdat", *ARGS, "--batch-size", "1", "--no-progress"]  # one batch per point
+    whole, out = tmp_path / "whole.json", tmp_path / "eval.json"
+    env = {k: v for k, v in os.environ.items() if k != EVAL_KILL_ENV}
+    subprocess.run([*args, "--json", str(whole)], env=env, check=True, capture_output=True)
+    killed = subprocess.run([*args, "--json", str(out)], env={**env, EVAL_KILL_ENV: "2"}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "eval.json.state").exists() and not out.exists()
+    subprocess.run([*args, "--json", str(out)], env=env, check=True, capture_output=True)
+    assert json.loads(out.read_text())["accuracy"] == json.loads(whole.read_text())["accuracy"]
+    assert not (tmp_path / "eval.json.state").exists()

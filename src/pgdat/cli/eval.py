@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from pgdat.attacks.autoattack import REFERENCE_BATCH
 from pgdat.checkpoint import (
     atomic_write_bytes,
     check_fits_dataset,
@@ -24,7 +25,6 @@ from pgdat.cli.eval_external import (
     external_model,
     write_claim,
 )
-from pgdat.attacks.autoattack import REFERENCE_BATCH
 from pgdat.config.loader import MAX_SEED
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate, sanity_checks

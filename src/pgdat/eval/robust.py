@@ -22,6 +22,7 @@ from pgdat.eval.checks import check_outputs, output_warnings
 from pgdat.eval.progress import BatchEvent
 from pgdat.eval.shard import Shard
 from pgdat.eval.state import EvalState, fingerprint, open_state
+from pgdat.killhook import EVAL_KILL_ENV, kill_at, kill_if_reached
 from pgdat.memory import API_BATCH, Batcher, BatchOption
 from pgdat.precision import resolve_precision
 from pgdat.threat import UNIT_BOX, ThreatModel, parse_eps
@@ -114,6 +115,7 @@ def _run_attack(model: nn.Module, attack: EvalAttack, x: torch.Tensor, y: torch.
     gen = torch.Generator(device=x.device)
     gen.set_state(state.gen)
     base, t0, elapsed0, robust = state.pos, time.perf_counter(), state.elapsed, state.robust
+    kill = kill_at(EVAL_KILL_ENV)
 
     def step(i: int, j: int) -> None:
         b = idx[base + i:base + j]
@@ -126,6 +128,7 @@ def _run_attack(model: nn.Module, attack: EvalAttack, x: torch.Tensor, y: torch.
         state.pos, state.gen, state.batch_size = base + j, gen.get_state(), batcher.size
         state.elapsed = elapsed0 + time.perf_counter() - t0
         state.save()
+        kill_if_reached(-(-j // batcher.size), kill)  # tests: a real SIGKILL after this attack's n-th batch
         if progress is not None:
             done = base + j
             progress(BatchEvent(attack.spec, -(-done // batcher.size), -(-done // batcher.size)
