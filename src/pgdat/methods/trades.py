@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgdat.attacks.core import attack_mode
-from pgdat.methods.base import METHODS, Number, StepContext, craft, option_checks
+from pgdat.methods.base import Number, StepContext, craft
+from pgdat.methods.facts import MethodFacts, register_method
 from pgdat.methods.smoothing import label_ce
 
 # TRADES's beta: Zhang et al. use 6 on CIFAR (their README: 1 to 10); 0 is clean training on x
@@ -37,10 +38,13 @@ def trades_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: 
             "logits_clean": logits_clean, "logits_adv": logits_adv}
 
 
-@METHODS.register("trades")
+@register_method("trades", MethodFacts(
+    paper="Zhang et al. 2019, Theoretically Principled Trade-off between Robustness and Accuracy (TRADES)",
+    reference="https://github.com/yaodongyu/TRADES",
+    passes=lambda b: b.attack() + 2, passes_rule="steps*restarts + 2 (KL attack, outer loss on x and x_adv)",
+    forwards=lambda b: 1 + b.scoring(), forwards_rule="1 (clean probabilities) + restarts when > 1",
+    options={"beta": TRADES_BETA}))
 def trades(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 6.0
            ) -> dict[str, torch.Tensor]:
     return trades_objective(model, x, trades_inner(ctx, x), y, beta)
 
-
-option_checks(trades, {"beta": TRADES_BETA})
