@@ -182,3 +182,20 @@ def test_validation_reads_attacks_and_step_class_from_the_method_facts(probe_met
     probe_method(attacks=True, step="small")
     (note,) = config_warnings(load_config("default", big_step))
     assert "attack.step_size 0.15 > attack.eps 0.1" in note
+
+
+@pytest.mark.parametrize(("method", "params"), [("trades", {}), ("trades_te", {}), ("pgd_at_te", {}),
+                                                ("awp", {"base": "trades"})])
+def test_methods_with_one_attack_start_refuse_restarts(method, params):
+    """Their facts say one start: attack.restarts=2 fails at validation, not with a shape error at the first step."""
+    sets = [f"method.name={method}", f"method.params={params}".replace("'", ""), "attack.restarts=2"]
+    with pytest.raises(PgdatError, match=rf"attack\.restarts: method '{method}' needs one attack start .*set "
+                                         r"attack\.restarts=1 \(got 2\)"):
+        validate_config(load_config("default", sets))
+    assert validate_config(load_config("default", [*sets[:2], "attack.restarts=1"])) is None
+
+
+def test_methods_with_hard_label_attacks_take_restarts():
+    for method, params in (("pgd_at", "{}"), ("mart", "{}"), ("awp", "{base: pgd_at}")):
+        assert validate_config(load_config("default", [f"method.name={method}", f"method.params={params}",
+                                                       "attack.restarts=2"])) is None

@@ -155,3 +155,18 @@ def test_unknown_option_message_names_option_valid_ones_and_example():
         build_method("trades", {"lambda": 1.0})
     with pytest.raises(PgdatError, match="method 'awp' has no option gama; valid options: base, gamma"):
         passes_per_example("awp", 10, 1, {"gama": 0.1})
+
+
+@pytest.mark.parametrize(("name", "params"), CASES[:len(HAND)] + [("awp", {"base": "trades"})], ids=lambda v: str(v))
+def test_one_start_is_declared_exactly_where_restarts_fail(tiny_model, tiny_batch, name, params):
+    """A training step with attack.restarts=2 runs for every method whose facts allow restarts, and fails for each
+    that declares one start (validation refuses those configs: tests/config/test_validate.py)."""
+    x, y = tiny_batch
+    tiny_model.train()
+    reason = method_facts(name).one_start_reason(budget(name, 2, 2, params).params)
+    try:
+        counted_step(tiny_model, x, y, name, params, _ctx(tiny_model, steps=2, restarts=2))
+    except (RuntimeError, PgdatError):
+        assert reason, f"{name} fails with restarts=2 but its facts allow restarts"
+    else:
+        assert not reason, f"{name} declares one start but runs with restarts=2"

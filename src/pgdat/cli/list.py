@@ -82,7 +82,8 @@ def method_facts_of(name: str) -> dict[str, Any]:
 
     f, b = method_facts(name), budget(name, 10, 1)
     return {"paper": f.paper, "reference": f.reference, "attacks": f.attacks, "step": f.step,
-            "passes": f.passes_rule, "passes_at_10_steps": f.passes(b), "forwards": f.forwards_rule}
+            "passes": f.passes_rule, "passes_at_10_steps": f.passes(b), "forwards": f.forwards_rule,
+            "one_start": f.one_start_reason(b.params)}
 
 
 def list_methods() -> list[Entry]:
@@ -216,7 +217,8 @@ def _fmt_facts(facts: dict[str, Any]) -> list[str]:
     attacks = f"yes, {facts['step']} steps" if facts["attacks"] else "no"
     return [f"      paper: {facts['paper']}" + (f" <{facts['reference']}>" if facts["reference"] else ""),
             f"      attacks: {attacks}; passes per example: {facts['passes']} (= {facts['passes_at_10_steps']} at "
-            f"attack.steps=10, restarts=1); forward-only passes: {facts['forwards']}"]
+            f"attack.steps=10, restarts=1); forward-only passes: {facts['forwards']}"
+            + (f"; attack.restarts must be 1: {facts['one_start']}" if facts["one_start"] else "")]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 from pgdat.methods.base import Number, OneOf, StepContext, craft
 from pgdat.methods.facts import Budget, MethodFacts, register_method
 from pgdat.methods.pgd_at import pgd_at_objective
-from pgdat.methods.trades import TRADES_BETA, trades_inner, trades_objective
+from pgdat.methods.trades import KL_ONE_START, TRADES_BETA, trades_inner, trades_objective
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 AWP_BASES = ("pgd_at", "trades")
@@ -71,7 +71,7 @@ def awp_passes(b: Budget) -> int:
                               "1 (AT-AWP, awp_warmup 0 on 0-based epochs) and 10 (TRADES-AWP, awp_warmup 10 on "
                               "1-based)"),
         "beta": TRADES_BETA,
-    }))
+    }, one_start=lambda p: KL_ONE_START if p["base"] == "trades" else ""))
 def awp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, base: str = "pgd_at",
         gamma: float = 0.01, proxy_lr: float = 0.01, start_epoch: int = 1, beta: float = 6.0
         ) -> dict[str, torch.Tensor]:

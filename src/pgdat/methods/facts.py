@@ -74,7 +74,8 @@ class MethodFacts:
     (False: attack.* is unused). step: ``small`` (the configured attack.step_size, expected <= eps), ``large`` (the
     method sets its own step, past eps allowed) or ``none`` (no attack). options: a :class:`Number` or
     :class:`OneOf` rule for every option of the loss, whose defaults stay in its signature. relation: a check across
-    options, ``relation(where, options)``.
+    options, ``relation(where, options)``. one_start: why the method needs attack.restarts=1 ("" when it does not;
+    a function of the options when they decide it).
     """
 
     paper: str
@@ -87,6 +88,12 @@ class MethodFacts:
     forwards_rule: str = SCORING_RULE
     options: Mapping[str, Number | OneOf] = field(default_factory=dict)
     relation: Callable[[str, dict[str, Any]], None] | None = None
+    one_start: str | Callable[[Mapping[str, Any]], str] = ""
+
+    def one_start_reason(self, params: Mapping[str, Any]) -> str:
+        """Why the method's attack takes exactly one start with these options (defaults filled in); "" when
+        attack.restarts > 1 is fine."""
+        return self.one_start(params) if callable(self.one_start) else self.one_start
 
     def __post_init__(self) -> None:
         if self.step not in STEP_CLASSES:

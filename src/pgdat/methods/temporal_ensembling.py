@@ -21,7 +21,7 @@ from pgdat.attacks.core import attack_mode
 from pgdat.errors import PgdatError
 from pgdat.methods.base import Number, StepContext, craft
 from pgdat.methods.facts import MethodFacts, register_method
-from pgdat.methods.trades import TRADES_BETA, kl_to_clean
+from pgdat.methods.trades import KL_ONE_START, TRADES_BETA, kl_to_clean
 
 
 def te_ramp(epoch: int, start: int, end: int) -> float:
@@ -79,10 +79,11 @@ TE_OPTIONS = {
 }
 TE_PAPER = "Dong et al. 2022, Exploring Memorization in Adversarial Training (temporal ensembling)"
 TE_REFERENCE = "https://github.com/dongyp13/memorization-AT"
+TE_ONE_START = "temporal ensembling trains with one attack start, as Dong et al."
 
 
 @register_method("pgd_at_te", MethodFacts(
-    paper=TE_PAPER, reference=TE_REFERENCE, options=TE_OPTIONS, relation=_check_ramp,
+    paper=TE_PAPER, reference=TE_REFERENCE, options=TE_OPTIONS, relation=_check_ramp, one_start=TE_ONE_START,
     passes=lambda b: b.attack() + 1, passes_rule="steps + 1 (attack, CE + penalty on x_adv; one start)",
     forwards=lambda b: 1, forwards_rule="1 from start_epoch on (eval-mode targets), 0 before"))
 def pgd_at_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, momentum: float = 0.9,
@@ -106,6 +107,7 @@ def pgd_at_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepConte
 
 @register_method("trades_te", MethodFacts(
     paper=TE_PAPER, reference=TE_REFERENCE, options=TE_OPTIONS | {"beta": TRADES_BETA}, relation=_check_ramp,
+    one_start=f"{TE_ONE_START}; {KL_ONE_START}",
     passes=lambda b: b.attack() + 2, passes_rule="steps + 2 (KL attack, outer loss on x and x_adv; one start)",
     forwards=lambda b: 2, forwards_rule="2 from start_epoch on (clean probabilities, eval-mode targets), 1 before"))
 def trades_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 6.0,

@@ -13,6 +13,8 @@ from pgdat.methods.smoothing import label_ce
 
 # TRADES's beta: Zhang et al. use 6 on CIFAR (their README: 1 to 10); 0 is clean training on x
 TRADES_BETA = Number(lo=0, hint="Zhang et al. use 6 (their README recommends 1 to 10)")
+# restarts keep, per example, the start that changes the predicted label; the KL attack's targets are probabilities
+KL_ONE_START = "its KL attack has soft targets, and restarts keep the start that changes a hard label"
 
 
 def kl_to_clean(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
@@ -43,7 +45,7 @@ def trades_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: 
     reference="https://github.com/yaodongyu/TRADES",
     passes=lambda b: b.attack() + 2, passes_rule="steps*restarts + 2 (KL attack, outer loss on x and x_adv)",
     forwards=lambda b: 1 + b.scoring(), forwards_rule="1 (clean probabilities) + restarts when > 1",
-    options={"beta": TRADES_BETA}))
+    options={"beta": TRADES_BETA}, one_start=KL_ONE_START))
 def trades(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 6.0
            ) -> dict[str, torch.Tensor]:
     return trades_objective(model, x, trades_inner(ctx, x), y, beta)

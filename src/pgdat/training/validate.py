@@ -223,12 +223,19 @@ def _check_eval(cfg: Config) -> None:
 
 
 def _check_method_params(cfg: Config) -> None:
+    """The method's options (its rules), then the attack's restarts against what the method's facts allow."""
     from pgdat.methods import build_method
+    from pgdat.methods.facts import budget
 
+    name, a = cfg.method.name, cfg.attack
     try:
-        build_method(cfg.method.name, dict(cfg.method.params))
+        build_method(name, dict(cfg.method.params))
     except PgdatError as err:
         _fail("method.params", str(err))
+    reason = method_facts(name).one_start_reason(budget(name, a.steps, a.restarts, cfg.method.params).params)
+    if a.restarts != 1 and reason:
+        _fail("attack.restarts", f"method '{name}' needs one attack start ({reason}); set attack.restarts=1 "
+              f"(got {a.restarts})")
 
 
 def _check_options(key: str, kind: str, name: str, fn: object, params: Iterable[str], skip: tuple[str, ...]) -> None:
