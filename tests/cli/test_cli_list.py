@@ -90,3 +90,26 @@ def test_unknown_category_is_a_clear_error(capsys):
     assert main(["list", "optimisers"]) == 2
     err = capsys.readouterr().err
     assert "unknown category 'optimisers'" in err and "models, methods, attacks" in err and "pgdat list methods" in err
+
+
+def test_methods_show_their_declared_facts(capsys):
+    """Paper, reference, attacks yes/no, passes formula and value, and each option's default and range come from
+    the method's registration (pgdat.methods.facts), for every method."""
+    listed = listing(capsys, "methods")["methods"]
+    for e in listed:
+        facts = METHODS[e["name"]].facts
+        assert e["facts"]["paper"] == facts.paper and e["facts"]["passes"] == facts.passes_rule, e["name"]
+        assert all(o["note"] for o in e["options"]), e["name"]  # every option lists its type and range
+    by_name = {e["name"]: e for e in listed}
+    assert by_name["trades"]["facts"]["passes_at_10_steps"] == 12 and by_name["trades"]["facts"]["attacks"] is True
+    assert by_name["standard"]["facts"]["attacks"] is False and by_name["standard"]["facts"]["passes_at_10_steps"] == 1
+    assert by_name["free_at"]["facts"]["passes_at_10_steps"] == 8  # m = 8 replays, whatever the attack's steps
+    assert {o["name"]: o["note"] for o in by_name["free_at"]["options"]} == {"m": "integer >= 1",
+                                                                          "box": "one of clamp, project"}
+    assert main(["list", "methods"]) == 0
+    text = capsys.readouterr().out
+    assert "      paper: Zhang et al. 2019, Theoretically Principled Trade-off" in text
+    assert "https://github.com/yaodongyu/TRADES" in text
+    assert "attacks: yes, small steps; passes per example: steps*restarts + 2" in text
+    assert "attacks: no; passes per example: 1" in text
+    assert "options: beta=6.0 (float, number >= 0)" in text

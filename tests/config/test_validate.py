@@ -70,12 +70,14 @@ BAD = [
      r"train\.callbacks: unknown callback 'gradnorm'; valid callbacks: .*grad_norm"),
     ("train.callbacks=[{every: 2}]", r"train\.callbacks: each entry needs a name"),
     ("train.callbacks=[{name: train_eval, size: 100}]",
-     r"train\.callbacks: callback 'train_eval' has no option size; valid options: n"),
+     r"train\.callbacks: callback 'train_eval' has no option size; valid options: n; "
+     r"e\.g\. train\.callbacks=\[\{name: train_eval, n: "),
     ("data.transforms=[{name: labelnoise}]", r"data\.transforms: unknown data transform 'labelnoise'.*label_noise"),
-    ("data.transforms=[{name: label_noise, rat: 0.2}]", r"data\.transforms: data transform 'label_noise' has no option "
-                                                         r"rat; valid options: .*rate"),
-    ("model.kwargs={widht: 16}", r"model\.kwargs: unknown option\(s\) 'widht' for model 'small_cnn'; valid options: "
-                                 r"input_size"),
+    ("data.transforms=[{name: label_noise, rat: 0.2}]",
+     r"data\.transforms: data transform 'label_noise' has no option rat; valid options: rate, noise_seed; "
+     r"e\.g\. data\.transforms=\[\{name: label_noise, rate: 1\.0\}\]"),
+    ("model.kwargs={widht: 16}", r"model\.kwargs: model 'small_cnn' has no option widht; valid options: "
+                                 r"input_size.*; e\.g\. model\.kwargs=\{input_size: "),
 ]
 
 
@@ -145,3 +147,55 @@ def test_warmups_as_long_as_training_are_reported():
     (note,) = config_warnings(load_config("default", ["optim.warmup_epochs=10", "attack.eps_warmup_epochs=0"]))
     assert "optim.warmup_epochs 10 >= train.epochs 10" in note
     assert config_warnings(load_config("default", ["train.epochs=2", "method.name=standard"])) == []
+
+
+@pytest.fixture
+def probe_method():
+    """Registers ``facts_probe``, a clean-data loss whose facts say what the test asks, and removes it after."""
+    from pgdat.methods import METHODS, MethodFacts, register_method
+
+    def register(**facts):
+        def facts_probe(model, x, y, ctx):
+            return {"loss": model(x).sum()}
+
+        register_method("facts_probe", MethodFacts(paper="a test probe", reference="", passes=lambda b: 1,
+                                                   passes_rule="1", **facts))(facts_probe)
+
+    yield register
+    METHODS.pop("facts_probe", None)
+
+
+def test_validation_reads_attacks_and_step_class_from_the_method_facts(probe_method):
+    """No table of method names: a method declaring attacks=False needs no radius, one declaring large steps gets no
+    step-size warning, and the same method declaring small steps does."""
+    probe_method(attacks=False, step="none")
+    validate_config(load_config("default", ["method.name=facts_probe", "attack.eps=0"]))
+    from pgdat.methods import METHODS
+
+    METHODS.pop("facts_probe")
+    probe_method(attacks=True, step="large")
+    big_step = ["method.name=facts_probe", "attack.eps=0.1", "attack.step_size=0.15"]
+    with pytest.raises(PgdatError, match="attack.eps: must be a finite number in \\(0"):
+        validate_config(load_config("default", ["method.name=facts_probe", "attack.eps=0"]))
+    assert config_warnings(load_config("default", big_step)) == []
+    METHODS.pop("facts_probe")
+    probe_method(attacks=True, step="small")
+    (note,) = config_warnings(load_config("default", big_step))
+    assert "attack.step_size 0.15 > attack.eps 0.1" in note
+
+
+@pytest.mark.parametrize(("method", "params"), [("trades", {}), ("trades_te", {}), ("pgd_at_te", {}),
+                                                ("awp", {"base": "trades"})])
+def test_methods_with_one_attack_start_refuse_restarts(method, params):
+    """Their facts say one start: attack.restarts=2 fails at validation, not with a shape error at the first step."""
+    sets = [f"method.name={method}", f"method.params={params}".replace("'", ""), "attack.restarts=2"]
+    with pytest.raises(PgdatError, match=rf"attack\.restarts: method '{method}' needs one attack start .*set "
+                                         r"attack\.restarts=1 \(got 2\)"):
+        validate_config(load_config("default", sets))
+    assert validate_config(load_config("default", [*sets[:2], "attack.restarts=1"])) is None
+
+
+def test_methods_with_hard_label_attacks_take_restarts():
+    for method, params in (("pgd_at", "{}"), ("mart", "{}"), ("awp", "{base: pgd_at}")):
+        assert validate_config(load_config("default", [f"method.name={method}", f"method.params={params}",
+                                                       "attack.restarts=2"])) is None

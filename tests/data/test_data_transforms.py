@@ -36,7 +36,7 @@ def test_partial_noise_rate_and_zero(bundle):
 @pytest.mark.parametrize("spec,match", [
     ({"name": "label_noise", "rate": 1.5}, r"rate must be in \[0, 1\]"),
     ({"name": "label_noize"}, "valid data transforms: .*label_noise, long_tail"),
-    ({"name": "label_noise", "p": 0.1}, "has no option p; valid: rate, noise_seed"),
+    ({"name": "label_noise", "p": 0.1}, "has no option p; valid options: rate, noise_seed"),
     ({"rate": 0.1}, "needs a name"),
 ])
 def test_bad_transform_specs(bundle, spec, match):

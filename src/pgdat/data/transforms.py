@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from pgdat.data.bundle import DataBundle, Split
-from pgdat.errors import PgdatError
+from pgdat.errors import PgdatError, first_option, unknown_options_error
 from pgdat.registry import Registry
 
 Transform = Callable[..., DataBundle]
@@ -29,11 +29,13 @@ def apply_transforms(bundle: DataBundle, specs: Iterable[dict[str, Any]], seed: 
                              f"(got {spec!r})")
         params = {k: v for k, v in spec.items() if k != "name"}
         fn = TRANSFORMS.get(spec["name"])
-        valid = [p for p in inspect.signature(fn).parameters if p not in ("bundle", "seed")]
-        unknown = sorted(set(params) - set(valid))
+        sig = inspect.signature(fn).parameters
+        valid = [p for p in sig if p not in ("bundle", "seed")]
+        unknown = set(params) - set(valid)
         if unknown:
-            raise PgdatError(f"data transform '{spec['name']}' has no option {', '.join(unknown)}; valid: "
-                             f"{', '.join(valid)}")
+            option = first_option({k: sig[k].default for k in valid if sig[k].default is not sig[k].empty})
+            raise unknown_options_error(f"data transform '{spec['name']}'", unknown, valid,
+                                        f"data.transforms=[{{name: {spec['name']}{', ' * bool(option)}{option}}}]")
         bundle = fn(bundle, seed=seed, **params)
     return bundle
 

@@ -1,4 +1,5 @@
-"""Training methods, each a loss function registered by name in :data:`METHODS`."""
+"""Training methods, each a loss function registered by name in :data:`METHODS` with its facts
+(:func:`register_method`). The import list below is the one list of the modules that register methods."""
 
 from pgdat.methods import (  # noqa: F401  (register themselves)
     awp,
@@ -14,5 +15,7 @@ from pgdat.methods import (  # noqa: F401  (register themselves)
     trades,
 )
 from pgdat.methods.base import METHODS, StepContext, build_method, craft
+from pgdat.methods.facts import Budget, MethodFacts, method_facts, passes_per_example, register_method
 
-__all__ = ["METHODS", "StepContext", "build_method", "craft"]
+__all__ = ["METHODS", "Budget", "MethodFacts", "StepContext", "build_method", "craft", "method_facts",
+           "passes_per_example", "register_method"]

@@ -20,9 +20,10 @@ from functools import partial
 import torch
 from torch import nn
 
-from pgdat.methods.base import METHODS, Number, OneOf, StepContext, craft, option_checks
+from pgdat.methods.base import Number, OneOf, StepContext, craft
+from pgdat.methods.facts import Budget, MethodFacts, register_method
 from pgdat.methods.pgd_at import pgd_at_objective
-from pgdat.methods.trades import TRADES_BETA, trades_inner, trades_objective
+from pgdat.methods.trades import KL_ONE_START, TRADES_BETA, trades_inner, trades_objective
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 AWP_BASES = ("pgd_at", "trades")
@@ -48,7 +49,29 @@ def weight_perturbation(model: nn.Module, proxy: nn.Module, objective: Objective
     return pairs
 
 
-@METHODS.register("awp")
+def awp_passes(b: Budget) -> int:
+    """Attack + the base loss's passes (1 for pgd_at, 2 for trades), twice when weights are perturbed (gamma > 0):
+    once on the proxy, once at w + v."""
+    outer = 1 if b.params["base"] == "pgd_at" else 2
+    return b.attack() + outer * (2 if b.params["gamma"] > 0 else 1)
+
+
+@register_method("awp", MethodFacts(
+    paper="Wu, Xia, Wang 2020, Adversarial Weight Perturbation Helps Robust Generalization (AWP)",
+    reference="https://github.com/csdongxian/AWP",
+    passes=awp_passes, passes_rule="steps*restarts + 2 (base pgd_at) or + 4 (base trades): the base loss on the "
+    "proxy and at w + v; + 1 / + 2 with gamma=0 or before start_epoch",
+    forwards=lambda b: (b.params["base"] == "trades") + b.scoring(),
+    forwards_rule="1 with base trades (clean probabilities), else 0; + restarts when > 1",
+    options={
+        "base": OneOf(AWP_BASES),
+        "gamma": Number(lo=0, hint="Wu et al. use 0.01 (AT-AWP) and 0.005 (TRADES-AWP); 0 turns AWP off"),
+        "proxy_lr": Number(lo=0, lo_open=True, hint="Wu et al. use 0.01"),
+        "start_epoch": Number(lo=1, integer=True, hint="the first (1-based) epoch with AWP; Wu et al.'s defaults are "
+                              "1 (AT-AWP, awp_warmup 0 on 0-based epochs) and 10 (TRADES-AWP, awp_warmup 10 on "
+                              "1-based)"),
+        "beta": TRADES_BETA,
+    }, one_start=lambda p: KL_ONE_START if p["base"] == "trades" else ""))
 def awp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, base: str = "pgd_at",
         gamma: float = 0.01, proxy_lr: float = 0.01, start_epoch: int = 1, beta: float = 6.0
         ) -> dict[str, torch.Tensor]:
@@ -73,12 +96,3 @@ def awp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, ba
         ctx.after_step.append(restore)
     return objective(model, x, x_adv, y)
 
-
-option_checks(awp, {
-    "base": OneOf(AWP_BASES),
-    "gamma": Number(lo=0, hint="Wu et al. use 0.01 (AT-AWP) and 0.005 (TRADES-AWP); 0 turns AWP off"),
-    "proxy_lr": Number(lo=0, lo_open=True, hint="Wu et al. use 0.01"),
-    "start_epoch": Number(lo=1, integer=True, hint="the first (1-based) epoch with AWP; Wu et al.'s defaults are 1 "
-                          "(AT-AWP, awp_warmup 0 on 0-based epochs) and 10 (TRADES-AWP, awp_warmup 10 on 1-based)"),
-    "beta": TRADES_BETA,
-})

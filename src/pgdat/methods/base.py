@@ -21,7 +21,7 @@ from torch import nn
 from pgdat.attacks.core import AttackSpec, perturb
 from pgdat.attacks.losses import AttackLoss
 from pgdat.config.schema import AttackConfig
-from pgdat.errors import PgdatError
+from pgdat.errors import PgdatError, first_option, unknown_options_error
 from pgdat.registry import Registry
 from pgdat.threat import BOXES, ThreatModel
 
@@ -187,6 +187,11 @@ class Number:
             return f"{'<' if self.hi_open else '<='} {self.hi:g}"
         return ""
 
+    def summary(self) -> str:
+        """Type and range for a listing: "integer >= 1", "number in [0, 1)", "number >= 0 or null"."""
+        text = " ".join(filter(None, ("integer" if self.integer else "number", self.describe())))
+        return text + (" or null" if self.optional else "")
+
     def check(self, where: str, value: Any) -> None:
         if value is None and self.optional:
             return
@@ -209,6 +214,11 @@ class OneOf:
 
     names: Collection[str]
     optional: bool = False
+
+    def summary(self) -> str:
+        """The valid values for a listing: "one of clamp, project" (", or null" when optional)."""
+        names = sorted(self.names) if isinstance(self.names, Registry) else self.names
+        return f"one of {', '.join(names)}" + (", or null" if self.optional else "")
 
     def check(self, where: str, value: Any) -> None:
         if (value is None and self.optional) or (isinstance(value, str) and value in self.names):
@@ -252,10 +262,10 @@ def build_method(name: str, params: dict[str, Any]) -> Method:
     fn = METHODS.get(name)
     sig = inspect.signature(fn)
     valid = [p for p in list(sig.parameters)[4:]]
-    unknown = sorted(set(params) - set(valid))
+    unknown = set(params) - set(valid)
     if unknown:
-        raise PgdatError(f"method '{name}' has no option {', '.join(unknown)}; valid options: "
-                         f"{', '.join(valid) or 'none'}")
+        example = first_option({k: sig.parameters[k].default for k in valid})
+        raise unknown_options_error(f"method '{name}'", unknown, valid, f"method.params={{{example}}}")
     check = getattr(fn, "check_params", None)  # a method's own validation of its option values
     if check is not None:
         check(**params)

@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgdat.methods.base import METHODS, Number, OneOf, StepContext, option_checks, train_eps, train_threat
+from pgdat.methods.base import Number, OneOf, StepContext, train_eps, train_threat
+from pgdat.methods.facts import MethodFacts, register_method
 from pgdat.methods.single_step import CO_MONITOR
 
 FREE_DELTA = "free_delta"  # ctx.state key of the carried perturbation
@@ -60,7 +61,12 @@ def carried_delta(state: dict, x: torch.Tensor) -> torch.Tensor:
 FREE_BOXES = ("clamp", "project")
 
 
-@METHODS.register("free_at")
+@register_method("free_at", MethodFacts(
+    paper="Shafahi et al. 2019, Adversarial Training for Free!", reference="https://github.com/ashafahi/free_adv_train",
+    step="large", passes=lambda b: b.params["m"],
+    passes_rule="m (each replay is one pass; its backward also gives the perturbation's step)",
+    forwards=lambda b: 0, forwards_rule="0",
+    options={"m": Number(lo=1, integer=True, hint="Shafahi et al. use 8"), "box": OneOf(FREE_BOXES)}))
 def free_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, m: int = 8, box: str = "clamp"
             ) -> dict[str, torch.Tensor]:
     """CE at clamp_box(x + delta) (``box=clamp``) or at x + Proj_{ball ∩ box}(delta) (``project``), delta carried;
@@ -92,5 +98,4 @@ def free_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext
 
 
 free_at.replay_option = "m"  # type: ignore[attr-defined]
-option_checks(free_at, {"m": Number(lo=1, integer=True, hint="Shafahi et al. use 8"), "box": OneOf(FREE_BOXES)})
 free_at.default_callbacks = CO_MONITOR  # type: ignore[attr-defined]

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgdat.attacks.core import BN_MODES, attack_mode
-from pgdat.methods.base import METHODS, Number, OneOf, StepContext, option_checks, train_eps
+from pgdat.methods.base import Number, OneOf, StepContext, train_eps
+from pgdat.methods.facts import MethodFacts, register_method
 from pgdat.methods.pgd_at import pgd_at_objective
 from pgdat.methods.single_step import CO_MONITOR, single_step
 
@@ -61,7 +62,18 @@ def alignment_penalty(model: nn.Module, x1: torch.Tensor, y: torch.Tensor, eps: 
     return 1.0 - mean_cos, mean_cos.detach()
 
 
-@METHODS.register("grad_align")
+@register_method("grad_align", MethodFacts(
+    paper="Andriushchenko & Flammarion 2020, Understanding and Improving Fast Adversarial Training (GradAlign)",
+    reference="https://github.com/tml-epfl/understanding-fast-adv-training", step="large",
+    passes=lambda b: b.attack(1) + 1 + (2 if b.params["lam"] != 0 else 0),
+    passes_rule="restarts + 1 + 2 (FGSM, CE on x_adv, the two alignment gradients, the second one differentiated "
+    "again: double backprop); restarts + 1 with lam=0",
+    options={
+        "lam": Number(lo=0, optional=True, hint="leave it unset (null) for the paper's lambda(eps): 0.2 at 8/255, 2 "
+                      "at 16/255; 0 is FGSM-AT"),
+        "first_point": OneOf(FIRST_POINTS),
+        "bn_mode": OneOf(BN_MODES, optional=True),
+    }))
 def grad_align(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, lam: float | None = None,
                first_point: str = "clean", bn_mode: str | None = "train") -> dict[str, torch.Tensor]:
     """FGSM (zero init, step eps) loss + lam * (1 - cos); returns also ``grad_align_cos`` (detached)."""
@@ -82,10 +94,4 @@ def grad_align(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepCont
     return out
 
 
-option_checks(grad_align, {
-    "lam": Number(lo=0, optional=True, hint="leave it unset (null) for the paper's lambda(eps): 0.2 at 8/255, 2 at "
-                  "16/255; 0 is FGSM-AT"),
-    "first_point": OneOf(FIRST_POINTS),
-    "bn_mode": OneOf(BN_MODES, optional=True),
-})
 grad_align.default_callbacks = CO_MONITOR  # type: ignore[attr-defined]

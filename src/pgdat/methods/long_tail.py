@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgdat.errors import PgdatError
-from pgdat.methods.base import METHODS, Number, OneOf, StepContext, craft, option_checks
+from pgdat.methods.base import Number, OneOf, StepContext, craft
+from pgdat.methods.facts import MethodFacts, register_method
 
 TAIL_REDUCTIONS, TAIL_SIGNS = ("pairwise", "as_released"), ("contrastive", "as_written")
 VARIANTS = {"paper_intent": ("pairwise", "contrastive"), "as_released": ("as_released", "as_written")}
@@ -119,7 +120,35 @@ def _previous_histogram(ctx: StepContext, counts: torch.Tensor) -> torch.Tensor:
     return st["reat_prev_hist"]
 
 
-@METHODS.register("reat")
+def _check_tail(where: str, params: dict) -> None:
+    """Refuse TAIL settings that are unbounded below or that set an option the reduction ignores."""
+    reduction, sign = VARIANTS[params["variant"]]
+    reduction, sign = params["tail_reduction"] or reduction, params["tail_sign"] or sign
+    if reduction == "pairwise" and sign == "as_written" and params["penalty_weight"] > 0:
+        raise PgdatError(f"{where}: tail_reduction=pairwise with tail_sign=as_written is unbounded below (its "
+                         "uncapped push on same-class pairs grows without limit as the features grow); use "
+                         "tail_sign=contrastive (capped at margin) or variant=as_released, e.g. "
+                         "method.params={variant: as_released}")
+    if reduction == "as_released" and params["tail_sign"] == "contrastive":
+        raise PgdatError(f"{where}: tail_sign=contrastive has no effect with tail_reduction=as_released (the released "
+                         "collapsed form has only its own sign); drop tail_sign or use tail_reduction=pairwise")
+
+
+REAT_REFERENCE = "https://github.com/GuanlinLee/REAT"
+# PGD, then one outer loss on x_adv: REAT and its two baselines cost the same
+PGD_COST = {"passes": lambda b: b.attack() + 1, "passes_rule": "steps*restarts + 1 (attack, loss on x_adv)"}
+
+
+@register_method("reat", MethodFacts(
+    paper="Li, Xu, Zhang 2023, Adversarial Training Over Long-Tailed Distribution (REAT)", reference=REAT_REFERENCE,
+    **PGD_COST, relation=_check_tail, options={
+        "variant": OneOf(tuple(VARIANTS)),
+        "tail_reduction": OneOf(TAIL_REDUCTIONS, optional=True),
+        "tail_sign": OneOf(TAIL_SIGNS, optional=True),
+        "penalty_weight": Number(lo=0, hint="the released code uses 1 (an implicit weight); 0 drops TAIL"),
+        "margin": Number(lo=0, hint="the cap (nats) on the push term of the contrastive TAIL; 1 by default, 0 drops "
+                         "the push"),
+    }))
 def reat(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, variant: str = "as_released",
          tail_reduction: str | None = None, tail_sign: str | None = None, penalty_weight: float = 1.0,
          margin: float = 1.0) -> dict[str, torch.Tensor]:
@@ -142,14 +171,20 @@ def reat(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, v
             "logits_adv": logits}
 
 
-@METHODS.register("pgd_at_bsl")
+@register_method("pgd_at_bsl", MethodFacts(
+    paper="Ren et al. 2020, Balanced Meta-Softmax for Long-Tailed Visual Recognition (Balanced Softmax), as REAT's "
+          "baseline", reference=REAT_REFERENCE, **PGD_COST))
 def pgd_at_bsl(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
     """PGD-AT with the Balanced Softmax outer loss (REAT without TAIL, since RBL is inert)."""
     logits = model(craft(ctx, x, y))
     return {"loss": balanced_softmax_loss(logits, y, _counts(ctx)), "logits_adv": logits}
 
 
-@METHODS.register("pgd_at_reweight")
+# Cui et al.'s class-balanced beta: 1 - beta^n_c must stay > 0 (beta = 1 divides by zero); 0 gives uniform weights
+@register_method("pgd_at_reweight", MethodFacts(
+    paper="Cui et al. 2019, Class-Balanced Loss Based on Effective Number of Samples, as REAT's baseline",
+    reference=REAT_REFERENCE, **PGD_COST,
+    options={"beta": Number(lo=0, hi=1, hi_open=True, hint="Cui et al. use 0.9999")}))
 def pgd_at_reweight(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 0.9999
                     ) -> dict[str, torch.Tensor]:
     """PGD-AT with class-balanced re-weighting (Cui et al.): CE weighted by (1 - beta) / (1 - beta^{n_c}),
@@ -160,28 +195,3 @@ def pgd_at_reweight(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Ste
     logits = model(craft(ctx, x, y))
     return {"loss": F.cross_entropy(logits.float(), y, weight=w), "logits_adv": logits}
 
-
-def _check_tail(where: str, params: dict) -> None:
-    """Refuse TAIL settings that are unbounded below or that set an option the reduction ignores."""
-    reduction, sign = VARIANTS[params["variant"]]
-    reduction, sign = params["tail_reduction"] or reduction, params["tail_sign"] or sign
-    if reduction == "pairwise" and sign == "as_written" and params["penalty_weight"] > 0:
-        raise PgdatError(f"{where}: tail_reduction=pairwise with tail_sign=as_written is unbounded below (its "
-                         "uncapped push on same-class pairs grows without limit as the features grow); use "
-                         "tail_sign=contrastive (capped at margin) or variant=as_released, e.g. "
-                         "method.params={variant: as_released}")
-    if reduction == "as_released" and params["tail_sign"] == "contrastive":
-        raise PgdatError(f"{where}: tail_sign=contrastive has no effect with tail_reduction=as_released (the released "
-                         "collapsed form has only its own sign); drop tail_sign or use tail_reduction=pairwise")
-
-
-option_checks(reat, {
-    "variant": OneOf(tuple(VARIANTS)),
-    "tail_reduction": OneOf(TAIL_REDUCTIONS, optional=True),
-    "tail_sign": OneOf(TAIL_SIGNS, optional=True),
-    "penalty_weight": Number(lo=0, hint="the released code uses 1 (an implicit weight); 0 drops TAIL"),
-    "margin": Number(lo=0, hint="the cap (nats) on the push term of the contrastive TAIL; 1 by default, 0 drops the "
-                     "push"),
-}, _check_tail)
-# Cui et al.'s class-balanced beta: 1 - beta^n_c must stay > 0 (beta = 1 divides by zero); 0 gives uniform weights
-option_checks(pgd_at_reweight, {"beta": Number(lo=0, hi=1, hi_open=True, hint="Cui et al. use 0.9999")})

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgdat.methods.base import METHODS, Number, StepContext, craft, option_checks
+from pgdat.methods.base import Number, StepContext, craft
+from pgdat.methods.facts import MethodFacts, register_method
 
 
 def mart_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, lam: float
@@ -25,10 +26,12 @@ def mart_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: to
             "logits_clean": logits_clean, "logits_adv": logits_adv}
 
 
-@METHODS.register("mart")
+@register_method("mart", MethodFacts(
+    paper="Wang et al. 2020, Improving Adversarial Robustness Requires Revisiting Misclassified Examples (MART)",
+    reference="https://github.com/YisenWang/MART",
+    passes=lambda b: b.attack() + 2, passes_rule="steps*restarts + 2 (attack, outer loss on x and x_adv)",
+    options={"lam": Number(lo=0, hint="Wang et al. use 5 (ResNet-18) and 6 (WRN-34-10)")}))
 def mart(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, lam: float = 5.0
          ) -> dict[str, torch.Tensor]:
     return mart_objective(model, x, craft(ctx, x, y), y, lam)
 
-
-option_checks(mart, {"lam": Number(lo=0, hint="Wang et al. use 5 (ResNet-18) and 6 (WRN-34-10)")})

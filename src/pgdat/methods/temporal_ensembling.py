@@ -19,8 +19,9 @@ from torch import nn
 
 from pgdat.attacks.core import attack_mode
 from pgdat.errors import PgdatError
-from pgdat.methods.base import METHODS, Number, StepContext, craft, option_checks
-from pgdat.methods.trades import TRADES_BETA, kl_to_clean
+from pgdat.methods.base import Number, StepContext, craft
+from pgdat.methods.facts import MethodFacts, register_method
+from pgdat.methods.trades import KL_ONE_START, TRADES_BETA, kl_to_clean
 
 
 def te_ramp(epoch: int, start: int, end: int) -> float:
@@ -62,7 +63,29 @@ def _setup(ctx: StepContext, x: torch.Tensor, momentum: float, w_max: float, sta
     return w_max * te_ramp(e, start_epoch, end_epoch), update_targets(ctx, x, momentum)
 
 
-@METHODS.register("pgd_at_te")
+def _check_ramp(where: str, params: dict) -> None:
+    """The ramp needs 1 <= start_epoch < end_epoch (1-indexed epochs; te_ramp divides by end - start)."""
+    start, end = params["start_epoch"], params["end_epoch"]
+    if not start < end:
+        raise PgdatError(f"{where} needs start_epoch < end_epoch (got start_epoch={start}, end_epoch={end}); "
+                         "Dong et al. ramp the penalty up from epoch 90 to 150")
+
+
+TE_OPTIONS = {
+    "momentum": Number(lo=0, hi=1, hi_open=True, hint="the EMA momentum of the soft targets; Dong et al. use 0.9"),
+    "w_max": Number(lo=0, hint="the penalty weight after the ramp; Dong et al. use 300"),
+    "start_epoch": Number(lo=1, integer=True, hint="1-indexed first epoch of the penalty; Dong et al. use 90"),
+    "end_epoch": Number(lo=1, integer=True, hint="1-indexed epoch where the ramp reaches w_max; Dong et al. use 150"),
+}
+TE_PAPER = "Dong et al. 2022, Exploring Memorization in Adversarial Training (temporal ensembling)"
+TE_REFERENCE = "https://github.com/dongyp13/memorization-AT"
+TE_ONE_START = "temporal ensembling trains with one attack start, as Dong et al."
+
+
+@register_method("pgd_at_te", MethodFacts(
+    paper=TE_PAPER, reference=TE_REFERENCE, options=TE_OPTIONS, relation=_check_ramp, one_start=TE_ONE_START,
+    passes=lambda b: b.attack() + 1, passes_rule="steps + 1 (attack, CE + penalty on x_adv; one start)",
+    forwards=lambda b: 1, forwards_rule="1 from start_epoch on (eval-mode targets), 0 before"))
 def pgd_at_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, momentum: float = 0.9,
               w_max: float = 300.0, start_epoch: int = 90, end_epoch: int = 150) -> dict[str, torch.Tensor]:
     """PGD-AT + TE: CE(f(x'), y) + w * penalty(f(x')), x' maximising the same objective."""
@@ -82,7 +105,11 @@ def pgd_at_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepConte
     return {"loss": ce + w * pen, "te_penalty": pen.detach(), "logits_adv": logits}
 
 
-@METHODS.register("trades_te")
+@register_method("trades_te", MethodFacts(
+    paper=TE_PAPER, reference=TE_REFERENCE, options=TE_OPTIONS | {"beta": TRADES_BETA}, relation=_check_ramp,
+    one_start=f"{TE_ONE_START}; {KL_ONE_START}",
+    passes=lambda b: b.attack() + 2, passes_rule="steps + 2 (KL attack, outer loss on x and x_adv; one start)",
+    forwards=lambda b: 2, forwards_rule="2 from start_epoch on (clean probabilities, eval-mode targets), 1 before"))
 def trades_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 6.0,
               momentum: float = 0.9, w_max: float = 300.0, start_epoch: int = 90, end_epoch: int = 150
               ) -> dict[str, torch.Tensor]:
@@ -109,20 +136,3 @@ def trades_te(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepConte
     return {"loss": natural + beta * robust + w * pen, "te_penalty": pen.detach(), "logits_clean": logits_clean,
             "logits_adv": logits_adv}
 
-
-def _check_ramp(where: str, params: dict) -> None:
-    """The ramp needs 1 <= start_epoch < end_epoch (1-indexed epochs; te_ramp divides by end - start)."""
-    start, end = params["start_epoch"], params["end_epoch"]
-    if not start < end:
-        raise PgdatError(f"{where} needs start_epoch < end_epoch (got start_epoch={start}, end_epoch={end}); "
-                         "Dong et al. ramp the penalty up from epoch 90 to 150")
-
-
-TE_OPTIONS = {
-    "momentum": Number(lo=0, hi=1, hi_open=True, hint="the EMA momentum of the soft targets; Dong et al. use 0.9"),
-    "w_max": Number(lo=0, hint="the penalty weight after the ramp; Dong et al. use 300"),
-    "start_epoch": Number(lo=1, integer=True, hint="1-indexed first epoch of the penalty; Dong et al. use 90"),
-    "end_epoch": Number(lo=1, integer=True, hint="1-indexed epoch where the ramp reaches w_max; Dong et al. use 150"),
-}
-option_checks(pgd_at_te, TE_OPTIONS, _check_ramp)
-option_checks(trades_te, TE_OPTIONS | {"beta": TRADES_BETA}, _check_ramp)

@@ -7,11 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgdat.attacks.core import attack_mode
-from pgdat.methods.base import METHODS, Number, StepContext, craft, option_checks
+from pgdat.methods.base import Number, StepContext, craft
+from pgdat.methods.facts import MethodFacts, register_method
 from pgdat.methods.smoothing import label_ce
 
 # TRADES's beta: Zhang et al. use 6 on CIFAR (their README: 1 to 10); 0 is clean training on x
 TRADES_BETA = Number(lo=0, hint="Zhang et al. use 6 (their README recommends 1 to 10)")
+# restarts keep, per example, the start that changes the predicted label; the KL attack's targets are probabilities
+KL_ONE_START = "its KL attack has soft targets, and restarts keep the start that changes a hard label"
 
 
 def kl_to_clean(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
@@ -37,10 +40,13 @@ def trades_objective(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: 
             "logits_clean": logits_clean, "logits_adv": logits_adv}
 
 
-@METHODS.register("trades")
+@register_method("trades", MethodFacts(
+    paper="Zhang et al. 2019, Theoretically Principled Trade-off between Robustness and Accuracy (TRADES)",
+    reference="https://github.com/yaodongyu/TRADES",
+    passes=lambda b: b.attack() + 2, passes_rule="steps*restarts + 2 (KL attack, outer loss on x and x_adv)",
+    forwards=lambda b: 1 + b.scoring(), forwards_rule="1 (clean probabilities) + restarts when > 1",
+    options={"beta": TRADES_BETA}, one_start=KL_ONE_START))
 def trades(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, beta: float = 6.0
            ) -> dict[str, torch.Tensor]:
     return trades_objective(model, x, trades_inner(ctx, x), y, beta)
 
-
-option_checks(trades, {"beta": TRADES_BETA})

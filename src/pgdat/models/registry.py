@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from pgdat.errors import PgdatError
+from pgdat.errors import first_option, unknown_options_error
 from pgdat.models._checks import check_int
 from pgdat.models.batchnorm import convert_bn
 from pgdat.models.normalize import NormalizedModel
@@ -34,6 +34,16 @@ def model_options(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+def check_model_options(name: str, kwargs: dict[str, Any]) -> None:
+    """Raise a :class:`PgdatError` naming the options of ``kwargs`` that model ``name`` does not have, the valid ones
+    and an example."""
+    valid = model_options(name)
+    unknown = set(kwargs) - set(valid)
+    if unknown:
+        example = first_option({k: valid[k] for k in sorted(valid)})
+        raise unknown_options_error(f"model '{name}'", unknown, sorted(valid), f"model.kwargs={{{example}}}")
+
+
 def create_model(
     name: str,
     num_classes: int = 10,
@@ -51,12 +61,7 @@ def create_model(
     options (see :func:`model_options`), e.g. ``width=16`` or ``depth=28, widen_factor=10``.
     """
     builder = MODELS.get(name)
-    valid = model_options(name)
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        options = ", ".join(sorted(valid)) or "none"
-        raise PgdatError(f"unknown option(s) {', '.join(map(repr, unknown))} for model '{name}'; "
-                         f"valid options: {options}")
+    check_model_options(name, kwargs)
     num_classes = check_int("num_classes", num_classes, 2)
     in_channels = check_int("in_channels", in_channels, 1)
     net = convert_bn(builder(num_classes, in_channels, **kwargs), bn_var)

@@ -9,18 +9,7 @@ from typing import Any
 
 from pgdat.config.loader import load_yaml_file
 from pgdat.errors import PgdatError
-
-# forward/backward passes per training example and step: attack steps x restarts (each an input-gradient pass)
-# plus the passes of the outer loss. Methods not listed report None.
-PASSES = {
-    "standard": lambda a: 1,
-    "pgd_at": lambda a: a["steps"] * a["restarts"] + 1,
-    "pgd_at_te": lambda a: a["steps"] * a["restarts"] + 1,
-    "trades": lambda a: a["steps"] * a["restarts"] + 2,
-    "trades_te": lambda a: a["steps"] * a["restarts"] + 2,
-    "mart": lambda a: a["steps"] * a["restarts"] + 2,
-    "awp": lambda a: a["steps"] * a["restarts"] + 2,
-}
+from pgdat.methods import passes_per_example
 
 
 @dataclass
@@ -149,12 +138,22 @@ def _final_acc(run: Run, which: str, key: str) -> float | None:
     return block["robust_accuracy"] if key == "robust" else block["accuracy"].get("clean")
 
 
+def run_passes(config: dict[str, Any]) -> int | None:
+    """Passes per training example of a run's method with its attack and options, as the method declares them
+    (:mod:`pgdat.methods.facts`); None for a method this pgdat does not have or options it does not accept."""
+    method, attack = config["method"], config["attack"]
+    params = method.get("params") or {}
+    try:
+        return passes_per_example(method["name"], attack["steps"], attack["restarts"], params)
+    except (PgdatError, TypeError, KeyError):  # a run written by another version (its method or options unknown)
+        return None
+
+
 def summary_row(run: Run) -> dict[str, Any]:
     """One comparison row: best (validation-selected) and last robust/clean test accuracy, the attacks behind the
     final robust numbers (``final_attacks``) and behind the per-epoch curve (``per_epoch_attack``), wall time,
     passes."""
     method, attack = run.config["method"]["name"], run.config["attack"]
-    passes = PASSES.get(method)
     wall = sum(m.get("time_train", 0) + m.get("time_eval", 0) for m in run.history)
     last = run.history[-1] if run.history else {}
     return {"run": run.name, "method": method, "eps": attack["eps"], "epochs": len(run.history),
@@ -164,7 +163,7 @@ def summary_row(run: Run) -> dict[str, Any]:
             "final_attacks": run.final.get("robust_accuracy_by") or run.final.get("attacks"),
             "per_epoch_attack": next((m["robust_acc_by"] for m in run.history if m.get("robust_acc_by")), None),
             "wall_s": round(wall, 1),
-            "passes_per_example": passes(attack) if passes else None}
+            "passes_per_example": run_passes(run.config)}
 
 
 def format_table(rows: list[dict[str, Any]], fmt: str) -> str:

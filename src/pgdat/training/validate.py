@@ -12,14 +12,10 @@ import re
 from collections.abc import Iterable
 
 from pgdat.config.schema import Config
-from pgdat.errors import PgdatError
+from pgdat.errors import PgdatError, first_option, unknown_options_error
+from pgdat.methods import method_facts
 from pgdat.rundir import check_run_name
 
-# methods that train on clean data only (no training attack, so attack.* is not used)
-NON_ATTACKING_METHODS = frozenset({"standard"})
-# single-step methods that set their own step, deliberately up to 2 eps (RS-FGSM: 1.25 eps; N-FGSM: 2 eps), so a
-# step size above eps is expected there and not reported
-LARGE_STEP_METHODS = frozenset({"fgsm_at", "rs_fgsm", "n_fgsm", "grad_align", "free_at"})  # free_at: step eps
 SELECT_BY = ("val_robust_acc", "val_clean_acc")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -79,8 +75,7 @@ def _check_names(cfg: Config) -> None:
 def _check_attack(cfg: Config) -> None:
     """The training attack: eps > 0 when the method attacks, steps/restarts >= 1, step size > 0."""
     a = cfg.attack
-    attacks = cfg.method.name not in NON_ATTACKING_METHODS
-    if attacks:
+    if method_facts(cfg.method.name).attacks:  # the method's declared facts (pgdat.methods.facts)
         _finite("attack.eps", a.eps, lo=0.0, lo_open=True, hint=f"method '{cfg.method.name}' attacks, so it needs "
                 "a radius > 0 in pixel units, e.g. attack.eps=8/255 (or use method.name=standard)")
         _finite("attack.step_size", a.step_size, lo=0.0, lo_open=True, hint="e.g. attack.step_size=2/255")
@@ -138,15 +133,15 @@ def _check_extra(cfg: Config) -> None:
     from pgdat.data import dataset_info
     from pgdat.data.extra import EXTRA_KEYS, extra_per_batch, inspect_extra
 
-    extra, example = cfg.data.extra, "e.g. data.extra={path: gen1m.npz, fraction: 0.7}"
-    unknown = sorted(set(extra) - set(EXTRA_KEYS))
+    extra, example = cfg.data.extra, "data.extra={path: gen1m.npz, fraction: 0.7}"
+    unknown = set(extra) - set(EXTRA_KEYS)
     if unknown:
-        _fail("data.extra", f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(EXTRA_KEYS)}")
+        raise unknown_options_error("config key data.extra", unknown, EXTRA_KEYS, example)
     for key in ("path", "fraction"):
         if extra.get(key) is None:
-            _fail(f"data.extra.{key}", f"is required when data.extra is set; {example}")
+            _fail(f"data.extra.{key}", f"is required when data.extra is set; e.g. {example}")
     if not isinstance(extra["path"], str) or not extra["path"].endswith(".npz"):
-        _fail("data.extra.path", f"must be an .npz file path (got {extra['path']!r}); {example}")
+        _fail("data.extra.path", f"must be an .npz file path (got {extra['path']!r}); e.g. {example}")
     fraction = extra["fraction"]
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
         _fail("data.extra.fraction", f"must be a number in (0, 1), the share of extra images in each batch (got "
@@ -229,15 +224,22 @@ def _check_eval(cfg: Config) -> None:
 
 
 def _check_method_params(cfg: Config) -> None:
+    """The method's options (its rules), then the attack's restarts against what the method's facts allow."""
     from pgdat.methods import build_method
+    from pgdat.methods.facts import budget
 
+    name, a = cfg.method.name, cfg.attack
     try:
-        build_method(cfg.method.name, dict(cfg.method.params))
+        build_method(name, dict(cfg.method.params))
     except PgdatError as err:
         _fail("method.params", str(err))
+    reason = method_facts(name).one_start_reason(budget(name, a.steps, a.restarts, cfg.method.params).params)
+    if a.restarts != 1 and reason:
+        _fail("attack.restarts", f"method '{name}' needs one attack start ({reason}); set attack.restarts=1 "
+              f"(got {a.restarts})")
 
 
-def _check_options(key: str, what: str, fn: object, params: Iterable[str], skip: tuple[str, ...] = ()) -> None:
+def _check_options(key: str, kind: str, name: str, fn: object, params: Iterable[str], skip: tuple[str, ...]) -> None:
     """Every option in ``params`` must be a keyword of ``fn`` (any is fine when ``fn`` takes ``**kwargs``)."""
     import inspect
 
@@ -245,9 +247,12 @@ def _check_options(key: str, what: str, fn: object, params: Iterable[str], skip:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
         return
     valid = [p for p in sig.parameters if p not in skip]
-    unknown = sorted(set(params) - set(valid))
+    unknown = set(params) - set(valid)
     if unknown:
-        _fail(key, f"{what} has no option {', '.join(unknown)}; valid options: {', '.join(valid) or 'none'}")
+        option = first_option({p.name: p.default for p in sig.parameters.values()
+                               if p.name in valid and p.default is not p.empty})
+        raise unknown_options_error(f"config key {key}: {kind} '{name}'", unknown, valid,
+                                    f"{key}=[{{name: {name}{', ' * bool(option)}{option}}}]")
 
 
 def _check_entries(key: str, entries: Iterable[dict], registry: dict, skip: tuple[str, ...]) -> None:
@@ -257,8 +262,7 @@ def _check_entries(key: str, entries: Iterable[dict], registry: dict, skip: tupl
             _fail(key, f"each entry needs a name, e.g. [{{name: {sorted(registry)[0]}}}] (got {spec!r})")
         _name_in(key, spec["name"], registry)
         kind = getattr(registry, "kind", "entry")
-        _check_options(key, f"{kind} '{spec['name']}'", registry[spec["name"]],
-                       [k for k in spec if k != "name"], skip)
+        _check_options(key, kind, spec["name"], registry[spec["name"]], [k for k in spec if k != "name"], skip)
 
 
 def _check_components(cfg: Config) -> None:
@@ -268,13 +272,13 @@ def _check_components(cfg: Config) -> None:
     import importlib.util
 
     from pgdat.data.transforms import TRANSFORMS
-    from pgdat.models.registry import model_options
+    from pgdat.models.registry import check_model_options
     from pgdat.training.callbacks import CALLBACK_MODULES, CALLBACKS
 
-    unknown = sorted(set(cfg.model.kwargs) - set(model_options(cfg.model.name)))
-    if unknown:
-        _fail("model.kwargs", f"unknown option(s) {', '.join(map(repr, unknown))} for model '{cfg.model.name}'; "
-              f"valid options: {', '.join(sorted(model_options(cfg.model.name))) or 'none'}")
+    try:
+        check_model_options(cfg.model.name, cfg.model.kwargs)
+    except PgdatError as err:
+        _fail("model.kwargs", str(err))
     _check_entries("data.transforms", cfg.data.transforms, TRANSFORMS, ("bundle", "seed"))
     for mod in CALLBACK_MODULES:
         importlib.import_module(mod)
@@ -317,20 +321,28 @@ def validate_config(cfg: Config) -> None:
     _check_components(cfg)
 
 
+def large_step_methods() -> list[str]:
+    """The methods whose facts declare large steps (they set their own step, past eps allowed), sorted."""
+    from pgdat.methods import METHODS
+
+    return sorted(name for name in METHODS if method_facts(name).step == "large")
+
+
 def config_warnings(cfg: Config) -> list[str]:
     """Allowed but suspicious settings (one message each); ``validate_config`` must pass first."""
     a, notes, epochs = cfg.attack, [], cfg.train.epochs
     if cfg.optim.warmup_epochs >= epochs:
         notes.append(f"optim.warmup_epochs {cfg.optim.warmup_epochs:g} >= train.epochs {epochs}: the learning rate "
                      "never reaches optim.lr")
-    if cfg.method.name in NON_ATTACKING_METHODS:
+    facts = method_facts(cfg.method.name)
+    if not facts.attacks:
         return notes
     if a.eps_warmup_epochs >= epochs:
         notes.append(f"attack.eps_warmup_epochs {a.eps_warmup_epochs:g} >= train.epochs {epochs}: training never "
                      f"reaches attack.eps {a.eps:.4g}, which evaluation uses; shorten the warm-up "
                      "(attack.eps_warmup_epochs=0 turns it off)")
-    if a.step_size > a.eps and cfg.method.name not in LARGE_STEP_METHODS:
+    if a.step_size > a.eps and facts.step != "large":
         notes.append(f"attack.step_size {a.step_size:.4g} > attack.eps {a.eps:.4g} with projection: every step "
                      "overshoots and is clipped back to the ball; usual is 2.5*eps/steps (2/255 at 8/255, 10 steps). "
-                     "Single-step methods meant to step past eps (RS-FGSM 1.25 eps) are rs_fgsm and n_fgsm")
+                     f"Methods meant to step past eps (RS-FGSM 1.25 eps) are {', '.join(large_step_methods())}")
     return notes
