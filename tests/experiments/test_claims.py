@@ -66,9 +66,8 @@ def test_bad_claims_are_refused():
 
 
 def test_every_registered_claim_is_complete():
-    from pgdat.experiments import EXPERIMENTS, load_experiments
+    from pgdat.experiments import EXPERIMENTS
 
-    load_experiments()
     assert len(EXPERIMENTS) == 8
     for exp in EXPERIMENTS.values():
         assert exp.claims and exp.title

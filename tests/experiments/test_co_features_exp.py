@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pgdat.config import load_config
+from pgdat.experiments import EXPERIMENTS
 from pgdat.experiments import co_features as exp
 
 TINY = ["data.n_train=64", "data.val_size=32", "data.batch_size=64", "train.epochs=1", "attack.steps=1",
@@ -59,7 +60,7 @@ def test_repro_co_features_tiny_preset(tmp_path, monkeypatch):
     tiny = {**exp.PRESETS["cpu"], "overrides": TINY, "monitor": monitor, "clip_injected": False,
             "grid": [(0.1, 0.0, "fgsm_at"), (0.1, 30.0, "n_fgsm")], "orthogonal": [(0.1, 30.0, "fgsm_at")]}
     monkeypatch.setitem(exp.PRESETS, "cpu", tiny)
-    rows = exp.run("cpu", tmp_path)
+    rows = EXPERIMENTS["co-features"].run("cpu", tmp_path)
     assert [(r["method"], r["beta"], r["injection"]) for r in rows] == [
         ("fgsm_at", 0.0, "plain"), ("n_fgsm", 30.0, "plain"), ("fgsm_at", 30.0, "orthogonal")]
     for r in rows:
@@ -86,14 +87,15 @@ def test_rerun_reuses_finished_runs_and_retrains_changed_ones(tmp_path, monkeypa
             "orthogonal": []}
     monkeypatch.setitem(exp.PRESETS, "cpu", tiny)
     run_dir = tmp_path / "fgsm_at_eps25.5_beta30"
-    first = exp.run("cpu", tmp_path)
+    first = EXPERIMENTS["co-features"].run("cpu", tmp_path)
     stamp = (run_dir / "last.pt").stat().st_mtime_ns
-    assert exp.run("cpu", tmp_path) == first and (run_dir / "last.pt").stat().st_mtime_ns == stamp  # reused
+    assert EXPERIMENTS["co-features"].run("cpu", tmp_path) == first  # reused:
+    assert (run_dir / "last.pt").stat().st_mtime_ns == stamp
     (run_dir / "final.json").unlink()  # killed during the final evaluation: evaluate again, do not retrain
-    assert exp.run("cpu", tmp_path)[0]["pgd_acc"] == first[0]["pgd_acc"]
+    assert EXPERIMENTS["co-features"].run("cpu", tmp_path)[0]["pgd_acc"] == first[0]["pgd_acc"]
     assert (run_dir / "last.pt").stat().st_mtime_ns == stamp
     # a changed preset (same run name) retrains instead of reporting the old run
     monkeypatch.setitem(exp.PRESETS, "cpu", {**tiny, "overrides": [*TINY, "optim.lr=0.01", "eval.n_final=16"]})
-    (row,) = exp.run("cpu", tmp_path)
+    (row,) = EXPERIMENTS["co-features"].run("cpu", tmp_path)
     assert load_checkpoint(run_dir / "last.pt")["config"]["optim"]["lr"] == 0.01
     assert json.loads((run_dir / "final.json").read_text())["n"] == 16

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from pgdat.experiments import EXPERIMENTS
 from pgdat.experiments import criticality as exp
 
 TINY = ["data.n_train=128", "data.val_size=32", "train.epochs=1", "attack.steps=1", "attack.eps_warmup_epochs=0",
@@ -14,7 +15,7 @@ def test_repro_criticality_tiny_preset(tmp_path, monkeypatch):
     tiny = {**exp.PRESETS["cpu"], "base": TINY, "n": 48, "trials": 1, "adv_steps": 2,
             "runs": [("standard", 0.0), ("pgd_at", 0.1)]}
     monkeypatch.setitem(exp.PRESETS, "cpu", tiny)
-    rows = exp.run("cpu", tmp_path)
+    rows = EXPERIMENTS["criticality"].run("cpu", tmp_path)
     assert {(r["method"], r["eps"]) for r in rows} == {("standard", 0.0), ("pgd_at", 0.1)}
     assert len(rows) == 2 * 4  # small_cnn: conv1, conv2, linear1, linear2
     assert [r["depth_index"] for r in rows[:4]] == [0, 1, 2, 3]

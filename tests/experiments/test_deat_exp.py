@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from pgdat.experiments import deat
+from pgdat.experiments import EXPERIMENTS, deat
 
 
 @pytest.mark.slow
@@ -12,7 +12,7 @@ def test_deat_experiment_tiny(tmp_path, monkeypatch, tiny_overrides):
                                               {"lr": [0.01], "batch_size": [32, 64]}, {"lr": 0.01, "batch_size": 64}))
     monkeypatch.setattr(deat, "COMMON", ["train.callbacks=[{name: train_eval, n: 64}, {name: grad_noise, pairs: 1}]",
                                          "method.name=pgd_at"])
-    rows = deat.run("cpu", tmp_path)
+    rows = EXPERIMENTS["deat"].run("cpu", tmp_path)
     assert [(r["method"], r["batch_size"]) for r in rows] == [("pgd_at", 32), ("pgd_at", 64), ("pgd_at", 64),
                                                              ("deat", 64)]
     dirs = ["pgd_at_lr0.01_b32", "pgd_at_lr0.01_b64", "pgd_at_base", "deat_base"]

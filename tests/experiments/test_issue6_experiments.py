@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from pgdat.experiments import memorization, robust_overfitting
+from pgdat.experiments import EXPERIMENTS, memorization, robust_overfitting
 
 
 @pytest.mark.slow
 def test_memorization_experiment_rows_and_plot(tmp_path, monkeypatch, tiny_overrides):
     monkeypatch.setitem(memorization.PRESETS, "cpu", ("default", tiny_overrides + ["train.epochs=2"]))
-    rows = memorization.run("cpu", tmp_path)
+    rows = EXPERIMENTS["memorization"].run("cpu", tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rows"] == json.loads(json.dumps(rows))
     finals = [r for r in rows if r["epoch"] == "final"]
@@ -27,7 +27,7 @@ def test_robust_overfitting_experiment(tmp_path, monkeypatch, tiny_overrides):
     monkeypatch.setitem(robust_overfitting.PRESETS, "cpu",
                         ("default", tiny_overrides + ["train.epochs=3"], {"start_epoch": 2, "end_epoch": 3},
                          [("pgd_at", 0.5), ("pgd_at_te", 0.5), ("pgd_at", 0.0)]))
-    rows = robust_overfitting.run("cpu", tmp_path)
+    rows = EXPERIMENTS["robust-overfitting"].run("cpu", tmp_path)
     assert [(r["method"], r["label_noise"]) for r in rows] == [("pgd_at", 0.5), ("pgd_at_te", 0.5), ("pgd_at", 0.0)]
     assert "label_noise" in (tmp_path / "pgd_at_noise0.5" / "config.yaml").read_text()
     assert "label_noise" not in (tmp_path / "pgd_at" / "config.yaml").read_text()

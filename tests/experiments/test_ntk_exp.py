@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from pgdat.experiments import EXPERIMENTS
 from pgdat.experiments import ntk as exp
 
 TINY = ["data.n_train=128", "data.val_size=32", "train.epochs=2", "attack.steps=1", "attack.eps_warmup_epochs=0",
@@ -16,7 +17,7 @@ TINY = ["data.n_train=128", "data.val_size=32", "train.epochs=2", "attack.steps=
 @pytest.mark.slow
 def test_repro_ntk_tiny_preset_and_cli(tmp_path, monkeypatch):
     monkeypatch.setitem(exp.PRESETS, "cpu", {**exp.PRESETS["cpu"], "base": TINY, "probe": 6, "kind": "logit_sum"})
-    rows = exp.run("cpu", tmp_path)
+    rows = EXPERIMENTS["ntk"].run("cpu", tmp_path)
     assert [(r["method"], r["epoch"]) for r in rows] == [(m, e) for m in ("standard", "pgd_at") for e in (0, 1, 2)]
     assert rows[0]["kernel_distance_to_prev"] is None
     assert all(0 < r["kernel_distance_to_prev"] < 1 and r["top_eigenvalue"] > 0 for r in rows if r["epoch"] > 0)
@@ -32,12 +33,13 @@ def _snapshot_run(out, extra):
     import torch
 
     from pgdat.analysis.ntk import load_snapshots
-    from pgdat.training.ntk_snapshot import NTKSnapshot
+    from pgdat.experiments.plan import train_plan
 
     base = ["data.n_train=128", "data.val_size=0", "data.batch_size=64", "method.name=standard",
             "optim.schedule=constant", "eval.attack=clean", "eval.n_test=32", "eval.final_attacks=clean",
             "eval.n_final=32", "train.progress=false", "train.deterministic=true"]
-    exp.train_with_snapshots("default", base + extra, out, NTKSnapshot(probe=4, kind="logit_sum"))
+    spec = exp.snapshot_spec(out.name, "default", (*base, *extra), 0, probe=4, kind="logit_sum")
+    train_plan([spec], out.parent, "test")
     snaps = load_snapshots(out)
     return [s["epoch"] for s in snaps], [s["kernel"].to(torch.float64) for s in snaps]
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pgdat.experiments import reat
+from pgdat.experiments import EXPERIMENTS, reat
 
 
 @pytest.mark.slow
@@ -10,7 +10,7 @@ def test_reat_experiment_tiny(tmp_path, monkeypatch, tiny_overrides):
     tiny = [o for o in tiny_overrides if not o.startswith("data.n_train")]
     monkeypatch.setitem(reat.PRESETS, "cpu", ("default", tiny + ["train.epochs=1"], 10.0, 60))
     monkeypatch.setattr(reat, "METHODS", {"pgd_at": [], "reat": []})
-    rows = reat.run("cpu", tmp_path)
+    rows = EXPERIMENTS["reat"].run("cpu", tmp_path)
     assert [r["method"] for r in rows] == ["pgd_at", "reat"]
     for r in rows:
         assert 0 <= r["tail_robust_acc"] <= r["tail_clean_acc"] + 1e-9 <= 1 + 1e-9 and len(r["per_class_robust"]) == 10

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pgdat.experiments import EXPERIMENTS, load_experiments
+from pgdat.experiments import EXPERIMENTS
 from pgdat.experiments.claims import VERDICTS
 from pgdat.experiments.runner import run_experiment
 
@@ -32,7 +32,6 @@ def recorded_verdicts(text: str) -> dict[str, dict[str, str]]:
 
 
 def test_recorded_verdicts_parse_and_name_real_claims():
-    load_experiments()
     recorded = recorded_verdicts(DOCS.read_text())
     for exp, claims in recorded.items():
         assert exp in EXPERIMENTS, exp

@@ -20,7 +20,8 @@ CLAIMS = (Claim("up", "a beats b", "a", ">", "b", "Someone 2024, Fig. 2", "Image
           Claim("only-paper", "c beats b", "c", ">", "b", "Someone 2024, Tab. 1", "ImageNet"))
 
 
-def fake_run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
+def fake_analyse(out: Path, runs: list, *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+    assert runs == []  # the fake plan trains nothing
     out.mkdir(parents=True, exist_ok=True)
     (out / "ran").write_text(str(seed))
     return [{"name": "a", "value": 60.0 + seed}, {"name": "b", "value": 50.0 + 2 * seed}]
@@ -28,8 +29,8 @@ def fake_run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def fake():
-    exp = Experiment("fake", fake_run, CLAIMS, lambda rows: {r["name"]: r["value"] for r in rows},
-                     {"cpu": 3, "paper": 1}, "Fake experiment")
+    exp = Experiment("fake", lambda preset, seed: [], fake_analyse, CLAIMS,
+                     lambda rows: {r["name"]: r["value"] for r in rows}, {"cpu": 3, "paper": 1}, "Fake experiment")
     EXPERIMENTS["fake"] = exp  # (Registry.get takes no default, so not monkeypatch.setitem)
     yield exp
     del EXPERIMENTS["fake"]

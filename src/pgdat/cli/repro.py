@@ -44,10 +44,8 @@ def _list() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pgdat.experiments import load_experiments
     from pgdat.experiments.runner import run_experiment
 
-    load_experiments()
     if args.list or not args.name:
         _list()
         return 0 if args.list else 2

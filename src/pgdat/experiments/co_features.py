@@ -22,9 +22,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.base import register_experiment
 from pgdat.experiments.claims import Claim
-from pgdat.experiments.common import train_run
+from pgdat.experiments.plan import RunSpec, TrainedRun
+from pgdat.experiments.summary import write_summary
 
 METHODS = ("fgsm_at", "n_fgsm", "grad_align", "pgd_at")
 
@@ -173,20 +174,23 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in cells.items()}
 
 
-@register_experiment("co-features", claims=CLAIMS, metrics=metrics, default_seeds={"cpu": 3},
-                     title="Catastrophic overfitting induced by injected features")
-def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
-    import pgdat.data.injected  # noqa: F401  (registers the inject_features transform)
-    import pgdat.training.co_monitor  # noqa: F401  (registers the co_monitor callback)
-
+def plan(preset: str, seed: int = 0) -> list[RunSpec]:
+    """One run per (eps, beta, method) of the preset's grid, then its orthogonal-variant runs."""
     spec = PRESETS[preset]
-    rows, runs = [], []
     grid = [(*g, False) for g in spec["grid"]] + [(*g, True) for g in spec.get("orthogonal", [])]
-    for eps, beta, method, orthogonal in grid:
-        run_dir = out / run_name(spec, eps, beta, method, orthogonal)
-        trainer = train_run(spec["recipe"], run_overrides(spec, eps, beta, method, orthogonal), run_dir, seed=seed)
-        rows.append(summarize_run(run_dir, method, eps, beta, trainer, orthogonal))
-        runs.append(run_dir)
+    return [RunSpec(run_name(spec, eps, beta, method, orthogonal), spec["recipe"],
+                    tuple(run_overrides(spec, eps, beta, method, orthogonal)), seed,
+                    info={"method": method, "eps": eps, "beta": beta, "orthogonal": orthogonal})
+            for eps, beta, method, orthogonal in grid]
+
+
+@register_experiment("co-features", plan=plan, claims=CLAIMS, metrics=metrics, default_seeds={"cpu": 3},
+                     title="Catastrophic overfitting induced by injected features")
+def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per run (final clean / FGSM / PGD accuracy, CO detection); ``co_features.png``."""
+    spec = PRESETS[preset]
+    rows = [summarize_run(r.dir, r.spec.info["method"], r.spec.info["eps"], r.spec.info["beta"], r.trainer,
+                          r.spec.info["orthogonal"]) for r in runs]
     plot_heatmaps(rows, out / "co_features.png")
     write_summary(out, rows, title="Catastrophic overfitting induced by injected features",
                   meta={"preset": preset, "plot": "co_features.png", "beta_units": "0-255",
@@ -194,5 +198,6 @@ def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
                                      + ("clipped to [0,1]" if spec["clip_injected"] else
                                         "unclipped (attacks: eps-ball only, no [0,1] box)"),
                         "orthogonal": "x - P_V x + beta/255 * v_y (P_V: projector onto the distinct carriers)",
-                        "co_rule": "val PGD-10 < 0.3 x running max and FGSM - PGD > 30 points"}, runs=runs)
+                        "co_rule": "val PGD-10 < 0.3 x running max and FGSM - PGD > 30 points"},
+                  runs=[r.dir for r in runs])
     return rows

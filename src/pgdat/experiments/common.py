@@ -22,6 +22,15 @@ def trained_with(last: Path, cfg: Config) -> bool:
     return config_to_dict(stored) == config_to_dict(cfg)
 
 
+def run_config(recipe: str, overrides: list[str] | tuple[str, ...], seed: int = 0) -> Config:
+    """The config :func:`train_run` trains: ``recipe`` + ``eval.every=1`` (experiments read per-epoch curves) +
+    ``overrides``, with seed offset ``seed`` added to the configured ``train.seed``."""
+    cfg = load_config(recipe, ["eval.every=1", *overrides])
+    if seed:
+        cfg = load_config(recipe, ["eval.every=1", *overrides, seed_override(cfg.train.seed, seed)])
+    return cfg
+
+
 def train_run(recipe: str, overrides: list[str], out: Path, *, resume_if_done: bool = True,
               callbacks: list | None = None, stale: tuple[str, ...] = (), seed: int = 0) -> Trainer:
     """Train ``recipe`` + ``overrides`` into ``out``: a finished run there with the same config is reused (its final
@@ -31,9 +40,7 @@ def train_run(recipe: str, overrides: list[str], out: Path, *, resume_if_done: b
     by those callbacks (e.g. ``ntk``), removed with ``final.json`` before a fresh start so an old run's outputs are
     not read as this run's. seed: offset added to the configured ``train.seed`` (0: the run as configured).
     """
-    cfg = load_config(recipe, ["eval.every=1", *overrides])  # experiments read per-epoch curves
-    if seed:
-        cfg = load_config(recipe, ["eval.every=1", *overrides, seed_override(cfg.train.seed, seed)])
+    cfg = run_config(recipe, overrides, seed)
     last = out / "last.pt"
     resume = last.exists() and resume_if_done and trained_with(last, cfg)
     if not resume:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.criticality import checkpoint_criticality, format_table, load_subset, plot_heatmap
-from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.base import register_experiment
 from pgdat.experiments.claims import Claim
-from pgdat.experiments.common import train_run
+from pgdat.experiments.plan import RunSpec, TrainedRun
+from pgdat.experiments.summary import write_summary
 
 # Mnist5k CPU preset: small_cnn, 1,000 training images, 4 epochs of Adam (cosine), PGD-3 with step 2.5 eps / 3.
 CPU_BASE = ["data.n_train=1000", "data.val_size=200", "train.epochs=4", "attack.eps_warmup_epochs=1",
@@ -47,20 +48,24 @@ def run_label(method: str, eps: float) -> str:
     return method if eps == 0 else f"{method}_eps{eps:.4g}"
 
 
-def train_and_measure(preset: dict[str, Any], out: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Train every run of ``preset`` into ``out/runs`` (reused when done; ``seed``: offset added to train.seed) and
-    measure its criticality (re-randomisation trials drawn under ``seed``)."""
+def plan(preset: str, seed: int = 0) -> list[RunSpec]:
+    """One run per (method, training eps) of the preset, in ``runs/LABEL``."""
+    p = PRESETS[preset]
+    return [RunSpec(f"runs/{run_label(method, eps)}", p["recipe"], tuple(_overrides(p, method, eps)), seed,
+                    info={"method": method, "eps": eps}) for method, eps in p["runs"]]
+
+
+def measure(preset: dict[str, Any], runs: list[TrainedRun], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The criticality of every trained run's ``last.pt`` on clean and PGD inputs (re-randomisation trials drawn
+    under ``seed``), keyed by run label."""
     x, y, _ = load_subset(preset["data"], preset["n"])
     adv = {"eps": preset["adv_eps"], "step_size": 2.5 * preset["adv_eps"] / preset["adv_steps"],
            "steps": preset["adv_steps"], "norm": preset["norm"]}
     results = {}
-    for method, eps in preset["runs"]:
-        label = run_label(method, eps)
-        train_run(preset["recipe"], _overrides(preset, method, eps), out / "runs" / label, seed=seed)
-        res = checkpoint_criticality(out / "runs" / label / "last.pt", x, y, trials=preset["trials"],
-                                     seed=seed * preset["trials"],
+    for run in runs:
+        res = checkpoint_criticality(run.dir / "last.pt", x, y, trials=preset["trials"], seed=seed * preset["trials"],
                                      adversarial=adv)
-        results[label] = {"method": method, "eps": eps, **res}
+        results[run.dir.name] = {"method": run.spec.info["method"], "eps": run.spec.info["eps"], **res}
     return results
 
 
@@ -92,11 +97,12 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-@register_experiment("criticality", claims=CLAIMS, metrics=metrics, title="Layer criticality across training methods",
-                     default_seeds={"cpu": 1, "cpu-resnet": 1})
-def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
+@register_experiment("criticality", plan=plan, claims=CLAIMS, metrics=metrics,
+                     title="Layer criticality across training methods", default_seeds={"cpu": 1, "cpu-resnet": 1})
+def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Per-layer criticality rows of every run, heat maps (clean and PGD inputs) and ``criticality_table.txt``."""
     p = PRESETS[preset]
-    results = train_and_measure(p, out, seed)
+    results = measure(p, runs, seed)
     rows = []
     for r in results.values():
         for clean, adv in zip(r["clean"]["layers"], r["adv"]["layers"], strict=True):
@@ -117,6 +123,6 @@ def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
                         "trials": p["trials"], "eval_subset": f"first {p['n']} {p['data']} test images",
                         "adv_inputs": f"PGD-{p['adv_steps']} linf eps {p['adv_eps']:.4g} vs the trained model",
                         "per_run": means, "plots": "heatmap_clean.png, heatmap_adv.png"},
-                  runs=[out / "runs" / k for k in results])
+                  runs=[r.dir for r in runs])
     print(table)
     return rows

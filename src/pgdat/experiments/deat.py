@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.plots import plt
-from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.base import register_experiment
 from pgdat.experiments.claims import Claim
-from pgdat.experiments.common import train_run
+from pgdat.experiments.plan import RunSpec, TrainedRun
+from pgdat.experiments.summary import write_summary
 
 COMMON = ["train.callbacks=[{name: train_eval, n: 1000}, {name: grad_noise, pairs: 2}]", "method.name=pgd_at"]
 PRESETS = {
@@ -60,25 +61,26 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-@register_experiment("deat", claims=CLAIMS, metrics=metrics, title="Robust generalisation vs lr/B, and DEAT")
-def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
+def plan(preset: str, seed: int = 0) -> list[RunSpec]:
+    """PGD-AT over the (lr, batch size) grid, then PGD-AT and DEAT at the base setting (the last two runs)."""
     recipe, overrides, grid, base = PRESETS[preset]
-    rows, dirs = [], []
-    for lr in grid["lr"]:
-        for b in grid["batch_size"]:
-            d = out / f"pgd_at_lr{lr}_b{b}"
-            rows.append(_row("pgd_at", train_run(recipe, overrides + COMMON + [f"optim.lr={lr}",
-                                                                              f"data.batch_size={b}"], d, seed=seed),
-                             lr, b))
-            dirs.append(d)
+    specs = [RunSpec(f"pgd_at_lr{lr}_b{b}", recipe, (*overrides, *COMMON, f"optim.lr={lr}", f"data.batch_size={b}"),
+                     seed, info={"method": "pgd_at", "lr": lr, "batch_size": b})
+             for lr in grid["lr"] for b in grid["batch_size"]]
     lr, b = base["lr"], base["batch_size"]
     for name, opt in (("pgd_at", ["optim.name=sgd"]), ("deat", ["optim.name=deat", "optim.deat_k=1.0"])):
-        d = out / f"{name}_base"
-        rows.append(_row(name, train_run(recipe, overrides + COMMON + opt + [f"optim.lr={lr}", f"data.batch_size={b}"],
-                                         d, seed=seed), lr, b))
-        dirs.append(d)
+        specs.append(RunSpec(f"{name}_base", recipe, (*overrides, *COMMON, *opt, f"optim.lr={lr}",
+                                                      f"data.batch_size={b}"), seed,
+                             info={"method": name, "lr": lr, "batch_size": b}))
+    return specs
+
+
+@register_experiment("deat", plan=plan, claims=CLAIMS, metrics=metrics, title="Robust generalisation vs lr/B, and DEAT")
+def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Best robust test accuracy, robust gap (train - test) and gradient noise per run, in plan order; ``deat.png``."""
+    rows = [_row(r.spec.info["method"], r.trainer, r.spec.info["lr"], r.spec.info["batch_size"]) for r in runs]
     _plot(rows, out / "deat.png")
-    write_summary(out, rows, title="Robust generalisation vs lr/B, and DEAT", runs=dirs,
+    write_summary(out, rows, title="Robust generalisation vs lr/B, and DEAT", runs=[r.dir for r in runs],
                   meta={"preset": preset, "deat": "k=1, beta=0, no normalisation, heavy-ball 0.9 (notes' reading, "
                         "not verified against the paper)", "robust_gap": "train robust (1,000 fixed training "
                         "images, eval mode) - test robust, last epoch", "plot": "deat.png"})

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.induced import plot_induced
-from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.base import register_experiment
 from pgdat.experiments.claims import Claim
-from pgdat.experiments.common import train_run
 from pgdat.experiments.induced_students import analyze_run
+from pgdat.experiments.plan import RunSpec, TrainedRun
 from pgdat.experiments.robust_overfitting import CPU_AT, CPU_NOISE, noise_overrides
+from pgdat.experiments.summary import write_summary
 
 PRESETS = {
     # The robust-overfitting CPU preset's AT run (1,000 MNIST images, 20% label noise, eps 0.2, 40 epochs, decay at
@@ -52,15 +53,24 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
             "local_dispersion[last checkpoint]": last["local_dispersion"]}
 
 
-@register_experiment("induced", claims=CLAIMS, metrics=metrics, title="AT-induced distribution over training")
-def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
-    recipe, overrides, epochs, kw = PRESETS[preset]
-    train_run(recipe, overrides + ["method.name=pgd_at"], out / "at_run", seed=seed)
-    rows = analyze_run(out / "at_run", epochs, out / "students", **kw)
+def plan(preset: str, seed: int = 0) -> list[RunSpec]:
+    """One PGD-AT run with periodic checkpoints (``at_run``)."""
+    recipe, overrides, _, _ = PRESETS[preset]
+    return [RunSpec("at_run", recipe, (*overrides, "method.name=pgd_at"), seed)]
+
+
+@register_experiment("induced", plan=plan, claims=CLAIMS, metrics=metrics,
+                     title="AT-induced distribution over training")
+def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+    """For each analysed checkpoint of the AT run: a fresh student on its induced data (``out/students``), the IDE
+    test error and the attack's local dispersion; ``induced.png``."""
+    _, _, epochs, kw = PRESETS[preset]
+    (at_run,) = runs
+    rows = analyze_run(at_run.dir, epochs, out / "students", **kw)
     plot_induced(rows, out / "induced.png")
     write_summary(out, [{k: r[k] for k in ("epoch", "robust_test_acc", "induced_test_error", "local_dispersion")}
                         for r in rows], title="AT-induced distribution over training",
                   meta={"preset": preset, "sigma": kw["sigma"], "pairs": kw["pairs"],
                         "student_epochs": kw["student_epochs"], "plot": "induced.png",
-                        "note": "PGD keeps x+delta in [0,1] (the authors' code does not clamp)"}, runs=[out / "at_run"])
+                        "note": "PGD keeps x+delta in [0,1] (the authors' code does not clamp)"}, runs=[at_run.dir])
     return rows

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.plots import plt
-from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.base import register_experiment
 from pgdat.experiments.claims import Claim
-from pgdat.experiments.common import per_epoch, train_run
+from pgdat.experiments.common import per_epoch
+from pgdat.experiments.plan import RunSpec, TrainedRun
+from pgdat.experiments.summary import write_summary
 
 METHODS = {"pgd_at": [], "trades": ["method.params={beta: 6.0}"]}
 COMMON = ["data.transforms=[{name: label_noise, rate: 1.0}]", "data.augment=none",
@@ -53,21 +55,29 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-@register_experiment("memorization", claims=CLAIMS, metrics=metrics,
-                     title="Random-label adversarial training (memorization)")
-def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
+def plan(preset: str, seed: int = 0) -> list[RunSpec]:
+    """One random-label run per method, in the method's folder."""
     recipe, overrides = PRESETS[preset]
+    return [RunSpec(method, recipe, (*overrides, *COMMON, f"method.name={method}", *extra), seed,
+                    info={"method": method}) for method, extra in METHODS.items()]
+
+
+@register_experiment("memorization", plan=plan, claims=CLAIMS, metrics=metrics,
+                     title="Random-label adversarial training (memorization)")
+def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Per-epoch training accuracy on the random labels and gradient norms per method (plus a ``final`` row each);
+    ``memorization.png``."""
     rows, curves = [], {}
-    for method, extra in METHODS.items():
-        trainer = train_run(recipe, overrides + COMMON + [f"method.name={method}", *extra], out / method, seed=seed)
-        hist = per_epoch(trainer.history, KEYS)
+    for run in runs:
+        method = run.spec.info["method"]
+        hist = per_epoch(run.trainer.history, KEYS)
         curves[method] = hist
         rows += [{"method": method, **r} for r in hist]
         rows.append({"method": method, **{**hist[-1], "epoch": "final"}})
     _plot(curves, out / "memorization.png")
     write_summary(out, rows, title="Random-label adversarial training (memorization)",
                   meta={"preset": preset, "labels": "100% symmetric noise (random)", "plot": "memorization.png"},
-                  runs=[out / m for m in METHODS])
+                  runs=[r.dir for r in runs])
     return rows
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.ntk import analyze_runs
-from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.base import register_experiment
 from pgdat.experiments.claims import Claim
-from pgdat.experiments.common import train_run
-from pgdat.training.ntk_snapshot import NTKSnapshot
+from pgdat.experiments.plan import RunSpec, TrainedRun
+from pgdat.experiments.summary import write_summary
 
 PRESETS: dict[str, dict[str, Any]] = {
     # mnist5k, small_cnn (P = 0.65 M), 1,000 training images, 6 epochs of Adam; 32 probes x 10 logits;
@@ -28,13 +28,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def train_with_snapshots(recipe: str, overrides: list[str], out: Path, snap: NTKSnapshot, seed: int = 0) -> None:
-    """Train ``recipe`` + ``overrides`` into ``out`` with the default callbacks plus ``snap``, reusing or resuming a
-    run as :func:`pgdat.experiments.common.train_run` does; a fresh start removes the old run's NTK snapshots."""
-    from pgdat.training.callbacks import ConsoleLogger, CurvePlotter, MetricsLogger
+def snapshot_spec(name: str, recipe: str, overrides: tuple[str, ...], seed: int, *, probe: int, kind: str,
+                  adv: dict[str, Any] | None = None, **info: Any) -> RunSpec:
+    """A run with an ``ntk_snapshot`` callback every epoch (besides the Trainer's defaults; not in its config): a
+    fresh start removes the old run's NTK snapshots (``ntk/``)."""
+    snap = {"name": "ntk_snapshot", "every": 1, "probe": probe, "kind": kind, "adv": adv}
+    return RunSpec(name, recipe, overrides, seed, callbacks=(snap,), stale=("ntk",), info=info)
 
-    train_run(recipe, overrides, out, callbacks=[MetricsLogger(), CurvePlotter(), ConsoleLogger(), snap],
-              stale=("ntk",), seed=seed)
+
+def plan(preset: str, seed: int = 0) -> list[RunSpec]:
+    """One run per method in ``runs/METHOD``, each with NTK snapshots every epoch."""
+    p = PRESETS[preset]
+    return [snapshot_spec(f"runs/{method}", p["recipe"], (*p["base"], f"method.name={method}"), seed,
+                          probe=p["probe"], kind=p["kind"], adv=p["adv_probe"]) for method in p["methods"]]
 
 
 SOURCE = "Li et al., arXiv 2312.02236, introduction: kernel learning, then lazy training (notes ntk-at 1)"
@@ -57,20 +63,18 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-@register_experiment("ntk", claims=CLAIMS, metrics=metrics, title="Empirical NTK over clean vs adversarial training")
-def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
+@register_experiment("ntk", plan=plan, claims=CLAIMS, metrics=metrics,
+                     title="Empirical NTK over clean vs adversarial training")
+def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Kernel velocity, top eigenvalue and effective rank per snapshot of each run; ``ntk.json``, ``ntk.png``."""
     p = PRESETS[preset]
-    runs = []
-    for method in p["methods"]:
-        snap = NTKSnapshot(every=1, probe=p["probe"], kind=p["kind"], adv=p["adv_probe"])
-        train_with_snapshots(p["recipe"], p["base"] + [f"method.name={method}"], out / "runs" / method, snap, seed)
-        runs.append(out / "runs" / method)
-    curves = analyze_runs(runs, out)
+    dirs = [r.dir for r in runs]
+    curves = analyze_runs(dirs, out)
     rows = [{"method": method, **{k: r[k] for k in ("epoch", "kernel_distance_to_prev", "top_eigenvalue",
                                                       "effective_rank")}}
             for method, rs in curves.items() for r in rs]
     write_summary(out, rows, title="Empirical NTK over clean vs adversarial training",
                   meta={"preset": preset, "kernel": p["kind"], "probe": f"{p['probe']} class-balanced training images",
                         "bn_mode": "eval", "snapshot_every": "1 epoch (epoch 0 = init)",
-                        "kernel_distance": "1 - <K1,K2>_F / (|K1|_F |K2|_F)", "plot": "ntk.png"}, runs=runs)
+                        "kernel_distance": "1 - <K1,K2>_F / (|K1|_F |K2|_F)", "plot": "ntk.png"}, runs=dirs)
     return rows

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.plots import percent, plt
-from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.base import register_experiment
 from pgdat.experiments.claims import Claim
-from pgdat.experiments.common import train_run
+from pgdat.experiments.plan import RunSpec, TrainedRun
+from pgdat.experiments.summary import write_summary
 
 # "reat" (the claims' REAT) is the variant as released by the authors, named explicitly so that the claims do not
 # depend on which variant is the method's default; "reat_paper_intent" is the paper's text's reading.
@@ -55,23 +56,35 @@ PRESETS = {
 }
 
 
-@register_experiment("reat", claims=CLAIMS, metrics=metrics, title="Long-tailed adversarial training: PGD-AT vs REAT")
-def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
+def plan(preset: str, seed: int = 0) -> list[RunSpec]:
+    """One run per method on the long-tailed data, in the method's folder."""
     recipe, overrides, rho, n_max = PRESETS[preset]
     lt = f"data.transforms=[{{name: long_tail, ratio: {rho}, n_max: {n_max}}}]"
-    rows, dirs = [], []
+    specs = []
     for name, extra in METHODS.items():
         method = [] if any(e.startswith("method.name=") for e in extra) else [f"method.name={name}"]
-        trainer = train_run(recipe, overrides + [lt, *method, *extra], out / name, seed=seed)
+        specs.append(RunSpec(name, recipe, (*overrides, lt, *method, *extra), seed))
+    return specs
+
+
+@register_experiment("reat", plan=plan, claims=CLAIMS, metrics=metrics,
+                     title="Long-tailed adversarial training: PGD-AT vs REAT")
+def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Last-epoch balanced-test clean/robust accuracy, all, tail and head classes, per run;
+    ``per_class_robust.png``."""
+    rho = PRESETS[preset][2]
+    rows = []
+    for run in runs:
+        name, trainer = run.spec.name, run.trainer
         last = trainer.history[-1]
         rows.append({"method": name, "variant": trainer.cfg.method.params.get("variant"), "rho": rho,
                      "clean_acc": last["test_clean_acc"],
                      "robust_acc": last["test_robust_acc"], "tail_clean_acc": last["test_tail_clean_acc"],
                      "tail_robust_acc": last["test_tail_robust_acc"], "head_robust_acc": last["test_head_robust_acc"],
                      "per_class_robust": last["per_class_test_robust_acc"]})
-        dirs.append(out / name)
     _plot(rows, out / "per_class_robust.png")
-    write_summary(out, [{k: v for k, v in r.items() if k != "per_class_robust"} for r in rows], runs=dirs,
+    write_summary(out, [{k: v for k, v in r.items() if k != "per_class_robust"} for r in rows],
+                  runs=[r.dir for r in runs],
                   title="Long-tailed adversarial training: PGD-AT vs REAT",
                   meta={"preset": preset, "rho": rho, "test": "balanced test set, last epoch, eval.attack",
                         "tail": "REAT's tail set {2*floor(C/3)+1..C-1} (classes sorted by training count)",

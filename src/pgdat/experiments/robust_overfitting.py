@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.analysis.overfitting import plot_robust_overfitting, robust_overfitting
-from pgdat.experiments import register_experiment, write_summary
+from pgdat.experiments.base import register_experiment
 from pgdat.experiments.claims import Claim
-from pgdat.experiments.common import train_run
+from pgdat.experiments.plan import RunSpec, TrainedRun
+from pgdat.experiments.summary import write_summary
 
 # The AT run of the CPU preset, shared with ``pgdat repro induced``: 1,000 MNIST images with 20% symmetric label noise,
 # eps 0.2, PGD-5, SGD with Rice's piecewise decay at 50%/75% of 40 epochs. Clean-label MNIST does not overfit robustly
@@ -78,15 +79,21 @@ def planned_runs(preset: str) -> list[tuple[str, str, float, str, list[str]]]:
              overrides + method_overrides[method] + noise_overrides(noise)) for method, noise in runs]
 
 
-@register_experiment("robust-overfitting", claims=CLAIMS, metrics=metrics,
+def plan(preset: str, seed: int = 0) -> list[RunSpec]:
+    """The runs of ``preset``, each with its method and label-noise rate as ``info``."""
+    return [RunSpec(name, recipe, tuple(overrides), seed, info={"method": method, "label_noise": noise})
+            for name, method, noise, recipe, overrides in planned_runs(preset)]
+
+
+@register_experiment("robust-overfitting", plan=plan, claims=CLAIMS, metrics=metrics,
                      title="Robust overfitting: PGD-AT with and without temporal ensembling")
-def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
-    rows, curves, dirs = [], {}, []
-    for name, method, noise, recipe, overrides in planned_runs(preset):
-        trainer = train_run(recipe, overrides, out / name, seed=seed)
+def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Best, last and validation-selected robust test accuracy per run; ``robust_overfitting.png``."""
+    rows, curves = [], {}
+    for run in runs:
+        trainer, method, noise = run.trainer, run.spec.info["method"], run.spec.info["label_noise"]
         s = robust_overfitting(trainer.history)
-        curves[name] = trainer.history
-        dirs.append(out / name)
+        curves[run.spec.name] = trainer.history
         rows.append({"method": method, "label_noise": noise, "best_robust_test": s["best_robust_test"],
                      "last_robust_test": s["last_robust_test"], "best_epoch": s["best_epoch"],
                      "gap": s["robust_overfitting_gap"], "val_selected_epoch": s.get("val_selected_epoch"),
@@ -95,5 +102,5 @@ def run(preset: str, out: Path, seed: int = 0) -> list[dict[str, Any]]:
     plot_robust_overfitting(curves, out / "robust_overfitting.png")
     write_summary(out, rows, title="Robust overfitting: PGD-AT with and without temporal ensembling",
                   meta={"preset": preset, "test_metric": "per-epoch PGD accuracy on the test subset (eval.attack)",
-                        "plot": "robust_overfitting.png"}, runs=dirs)
+                        "plot": "robust_overfitting.png"}, runs=[r.dir for r in runs])
     return rows

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pgdat.checkpoint import atomic_write_bytes
-from pgdat.errors import PgdatError
-from pgdat.experiments import EXPERIMENTS, Experiment, load_experiments
+from pgdat.experiments import EXPERIMENTS, Experiment
 from pgdat.experiments.claims import MULTI_SEED_RULE, SINGLE_SEED_RULE, ClaimResult, evaluate
 from pgdat.experiments.seeds import seed_dir, seed_offsets
 
@@ -70,11 +69,8 @@ def health_flags(out: Path) -> list[dict[str, Any]]:
 def run_experiment(name: str, preset: str, out: Path, seeds: int | None = None) -> ReproResult:
     """Run experiment ``name`` at ``preset`` for ``seeds`` seeds (None: the preset's default) into ``out`` and write
     the claims summary; returns it."""
-    load_experiments()
     exp = EXPERIMENTS.get(name)
-    if preset not in exp.default_seeds:
-        raise PgdatError(f"--preset for {name} must be one of {', '.join(exp.default_seeds)} (got '{preset}'), "
-                         f"e.g. --preset cpu")
+    exp.check_preset(preset)
     offsets = seed_offsets(exp.default_seeds[preset] if seeds is None else seeds)
     t0 = time.perf_counter()
     rows, metrics = [], []
