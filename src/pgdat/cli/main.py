@@ -11,7 +11,7 @@ from pgdat.errors import PgdatError
 
 
 def _load_commands() -> None:
-    from pgdat.cli import analyze, export, report, repro, train  # noqa: F401  (each module registers itself)
+    from pgdat.cli import analyze, export, report, repro, sweep, train  # noqa: F401  (each module registers itself)
     from pgdat.cli import eval as _eval  # noqa: F401
     from pgdat.cli import list as _list  # noqa: F401
 

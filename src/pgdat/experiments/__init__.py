@@ -89,4 +89,5 @@ def load_experiments() -> None:
             importlib.import_module(f"{__name__}.{mod.name}")
 
 
-NOT_EXPERIMENTS = ("claims", "common", "runner", "seeds")  # helper modules of the package
+# helper modules of the package
+NOT_EXPERIMENTS = ("claims", "common", "runner", "seeds", "sweep", "sweep_run", "sweep_summary")
