@@ -124,7 +124,7 @@ def test_a_second_sweep_on_a_locked_dir_is_refused(tmp_path, capsys):
     out = tmp_path / "sw"
     with RunLock(out).acquire(create=True):
         assert main(["sweep", *cli_sets(SMALL), "--out", str(out)]) == 2
-    assert "in use" in capsys.readouterr().err
+    assert f"cannot run the sweep in {out}: run directory {out} is in use" in capsys.readouterr().err
     assert not (out / "sweep.json").exists()
 
 
@@ -146,3 +146,23 @@ def test_seeds_count_or_list_and_point_names():
     assert point_names([{}]) == ["base"]
     with pytest.raises(PgdatError, match="distinct"):
         parse_seeds("1,1")
+
+
+def test_workers_get_gpus_round_robin_and_children_the_planned_overrides(tmp_path, monkeypatch):
+    import torch
+
+    from pgdat.experiments.sweep_run import child_command, gpu_slots
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu_slots(3, "auto") == ["0", "1", "0"] and gpu_slots(2, "cuda:1") == [None, None]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    assert gpu_slots(2, "cuda") == ["4", "6"]
+    plan = plan_sweep(tmp_path / "sw", None, ["train.epochs=1"], parse_grid(["attack.eps=0.1"]), [1])
+    run = plan.runs[0]
+    assert child_command(plan, run, resume=False)[2:] == [
+        "pgdat", "train", "--config", "default", "--set", "train.epochs=1", "--set", "attack.eps=0.1", "--set",
+        "train.seed=1", "--out", str(tmp_path / "sw" / "eps0.1" / "seed1")]
+    assert child_command(plan, run, resume=True)[2:] == ["pgdat", "train", "--resume",
+                                                         str(tmp_path / "sw" / "eps0.1" / "seed1")]

@@ -4,8 +4,9 @@ and seed, resumable as a whole; ``DIR/summary.json`` and ``summary.md`` hold mea
 from __future__ import annotations
 
 import argparse
+import sys
 
-from pgdat.cli.commands import register_command
+from pgdat.cli.commands import is_interrupt, register_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from pgdat.experiments.sweep_run import run_sweep
 
     plan = plan_sweep(args.out, args.config, args.overrides, parse_grid(args.grid), parse_seeds(args.seeds))
-    result = run_sweep(plan, workers=args.workers, replan=args.replan,
-                       say=lambda line: print(f"pgdat sweep: {line}", flush=True))
+    try:
+        result = run_sweep(plan, workers=args.workers, replan=args.replan,
+                           say=lambda line: print(f"pgdat sweep: {line}", flush=True))
+    except BaseException as e:
+        if not is_interrupt(e):
+            raise
+        print("pgdat sweep: interrupted; finished runs are kept and unfinished ones resume from their last.pt: "
+              "rerun the same command to continue", file=sys.stderr)
+        return 130
+    print((plan.out / "summary.md").read_text(), end="")
     print(f"pgdat sweep: {len(result.trained)} trained, {len(result.skipped)} already finished, "
           f"{len(result.failed)} failed; summary in {plan.out / 'summary.md'} (and summary.json); report: "
           f"pgdat report {plan.out} -o {plan.out / 'report.html'}")

@@ -139,7 +139,11 @@ def run_sweep(plan: SweepPlan, *, workers: int = 1, replan: bool = False, say: S
     directory holds another config or the directory another sweep."""
     if workers < 1:
         raise PgdatError(f"--workers must be >= 1 (got {workers}), e.g. --workers 2")
-    with RunLock(plan.out).acquire(create=True):
+    try:
+        lock = RunLock(plan.out).acquire(create=True)
+    except PgdatError as e:  # another sweep (or a training) holds DIR
+        raise PgdatError(f"cannot run the sweep in {plan.out}: {e}") from None
+    with lock:
         replace = check_sweep_dir(plan, replan)
         states = {r.rel_dir: run_state(r, plan.out / r.rel_dir) for r in plan.runs}  # refuses before any change
         write_plan(plan, replace)
