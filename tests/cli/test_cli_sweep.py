@@ -15,6 +15,7 @@ from pgdat.cli.main import main
     (["--grid", "attack.eps=0.1", "--grid", "attack.eps=0.2"], "--grid key 'attack.eps' is given twice"),
     (["--grid", "attack.eps=0.1,0.1"], "repeats a value"),
     (["--grid", "train.seed=1,2"], "seeds are set by --seeds"),
+    (["--grid", "attack.eps=0.1,0.10"], "grid points eps0.1 and eps0.10 give the same config"),
     (["--grid", "train.epochs=two,3"], "sweep run train.epochs=two, seed offset 0: train.epochs must be an integer"),
     (["--seeds", "a,b"], "--seeds must be a count (e.g. --seeds 3) or a comma list"),
     (["--seeds", "0"], "--seeds must be a whole number of seeds from 1 to 100 (got 0)"),

@@ -120,6 +120,32 @@ def test_run_dir_with_another_config_is_refused_naming_it(killed_sweep, tmp_path
     assert snapshot(out) == before  # refused before the plan was replaced or anything trained
 
 
+def test_replan_keeps_the_old_plan_and_reuses_finished_runs(killed_sweep, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(killed_sweep[0], out)
+    runs = {d: snapshot(out / d) for d in FINISHED + UNFINISHED}
+    old_plan = (out / "sweep.json").read_bytes()
+    args = ["sweep", "--grid", "train.epochs=1", "--seeds", "0,1", *cli_sets(SMALL), "--out", str(out), "--replan"]
+    assert main(args) == 0
+    assert "0 trained, 2 already finished" in capsys.readouterr().out
+    assert (out / "sweep.replaced-1.json").read_bytes() == old_plan
+    assert [p["point"] for p in json.loads((out / "summary.json").read_text())["points"]] == ["epochs1"]
+    assert {d: snapshot(out / d) for d in runs} == runs  # the dropped point's runs stay on disk, untouched
+
+
+def test_a_run_that_fails_does_not_stop_the_others_and_leaves_the_summary(killed_sweep, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(killed_sweep[0], out)
+    (out / UNFINISHED[1] / "final.json").unlink()  # now a run to resume, whose directory another process holds
+    with RunLock(out / UNFINISHED[1]).acquire(create=False):
+        assert main(sweep_args(out)) == 1
+    text = capsys.readouterr().out
+    assert f"failed: {out / UNFINISHED[1]}: run directory {out / UNFINISHED[1]} is in use" in text
+    points = json.loads((out / "summary.json").read_text())["points"]
+    assert points[1]["finished_seeds"] == [0] and points[1]["best_robust"]["n"] == 1
+    assert points[1]["best_robust"]["std"] is None and "(1 seed)" in (out / "summary.md").read_text()
+
+
 def test_a_second_sweep_on_a_locked_dir_is_refused(tmp_path, capsys):
     out = tmp_path / "sw"
     with RunLock(out).acquire(create=True):

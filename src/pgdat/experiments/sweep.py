@@ -149,7 +149,19 @@ def plan_sweep(out: str | Path, recipe: str | None, sets: Sequence[str], grid: d
                 where = " ".join(f"{k}={v}" for k, v in point.items()) or "(no grid)"
                 raise PgdatError(f"sweep run {where}, seed offset {s}: {e}") from None
             runs.append(PlannedRun(name, tuple(point.items()), s, overrides, cfg))
+    check_distinct(runs)
     return SweepPlan(Path(out), recipe, tuple(sets), dict(grid), tuple(seeds), tuple(runs))
+
+
+def check_distinct(runs: list[PlannedRun]) -> None:
+    """Two grid points whose values read the same (``0.1`` and ``0.10``) would train one experiment twice and
+    count it as two: refused, naming both."""
+    seen: dict[str, PlannedRun] = {}
+    for run in runs:
+        other = seen.setdefault(json.dumps(config_to_dict(run.config), sort_keys=True), run)
+        if other is not run:
+            raise PgdatError(f"grid points {other.point} and {run.point} give the same config (their values read "
+                             "the same, e.g. 0.1 and 0.10): list each value once")
 
 
 def config_differences(planned: Config, saved: dict[str, Any]) -> list[str]:
