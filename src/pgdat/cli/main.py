@@ -13,7 +13,16 @@ from pgdat.errors import PgdatError
 def _load_commands() -> None:
     """Import the one list of command modules; each registers its subcommand in COMMANDS (its analyses are listed
     in :mod:`pgdat.cli.analyze`). Lazy, so ``import pgdat.cli.main`` stays light."""
-    from pgdat.cli import analyze, eval, export, list, report, repro, train  # noqa: F401, A004  (register commands)
+    from pgdat.cli import (  # noqa: F401, A004  (register commands)
+        analyze,
+        eval,
+        export,
+        list,
+        report,
+        repro,
+        sweep,
+        train,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ import yaml
 from pgdat.analysis.plots import evaluated_points, percent, plain_text, plt
 from pgdat.checkpoint import atomic_write_bytes
 from pgdat.report.runs import Run, format_table, load_run, summary_row
+from pgdat.report.seeds import SeedGroup, curve_stats, group_row, json_rows, seed_groups, text_rows
 
 CURVE_KEYS = [("train", "-"), ("val", "--"), ("test", ":")]
 
@@ -74,6 +75,41 @@ def curves_figure(runs: list[Run], *, key_sets: list[tuple[str, str]] | None = N
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _png(fig)
+
+
+def seed_curves_figure(groups: list[SeedGroup], title: str) -> str:
+    """Clean/robust accuracy per epoch of each seed group: the mean over its runs, a band of ±1 std (groups of
+    several runs; epochs every run evaluated); returns a data URL."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, group in enumerate(groups):
+        n = len(group.runs)
+        for split, style in CURVE_KEYS:
+            for kind, alpha in (("clean", 0.45), ("robust", 1.0)):
+                epochs, mean, std = curve_stats(group, f"{split}_{kind}_acc")
+                if not epochs:
+                    continue
+                label = f"{group.label} {curve_name(group.runs[0], split, kind)}" + (f", mean of {n}" if n > 1 else "")
+                ax.plot(epochs, mean, style, marker=".", color=f"C{i}", alpha=alpha, label=plain_text(label))
+                if n > 1:
+                    ax.fill_between(epochs, [m - s for m, s in zip(mean, std, strict=True)],
+                                    [m + s for m, s in zip(mean, std, strict=True)], color=f"C{i}", alpha=0.15 * alpha)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(plain_text(title))
+    ax.legend(fontsize=6, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def seed_section(group: SeedGroup) -> str:
+    """The HTML of a group of runs that differ only by seed: mean ± std curves and each seed's row."""
+    seeds = ", ".join(_esc(r.config.get("train", {}).get("seed")) for r in group.runs)
+    title = f"{group.label}: {len(group.runs)} seeds"
+    return (f"<section><h2>{_esc(title)}, aggregated</h2><p>train.seed {seeds}; runs: "
+            f"{_esc(', '.join(str(r.path) for r in group.runs))}</p>"
+            + _img(seed_curves_figure([group], f"{title}: mean, band ±1 std"), f"{group.label} seed curves")
+            + _table([summary_row(r) for r in group.runs]) + "</section>")
 
 
 def traces_figure(run: Run, prefixes: tuple[str, ...], ylabel: str) -> str | None:
@@ -163,14 +199,18 @@ def claims_section(claims: list[str]) -> str:
 
 
 def render_report(runs: list[Run], title: str = "pgdat report", claims: list[str] | None = None) -> str:
-    rows = [summary_row(r) for r in runs]
+    groups = seed_groups(runs)  # runs that differ only by train.seed: one row, mean ± std (n)
+    rows = [group_row(g) for g in groups]
     body = [f"<h1>{html.escape(title)}</h1>", *([claims_section(claims)] if claims else []), "<h2>comparison</h2>",
-            _table(rows)]
+            _table(text_rows(rows, percent=True))]
     if len(runs) > 1:
-        body.append(_img(curves_figure(runs, title="all runs"), "overlaid learning curves"))
+        body.append(_img(curves_figure(runs, title="all runs") if len(groups) == len(runs) else
+                         seed_curves_figure(groups, "all runs, seeds aggregated (mean, band ±1 std)"),
+                         "overlaid learning curves"))
+    body += [seed_section(g) for g in groups if len(g.runs) > 1]
     body += [run_section(r) for r in runs]
     body.append('<p id="status">loading</p>')
-    data = html.escape(json.dumps(rows))
+    data = html.escape(json.dumps(json_rows(rows)))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style>{STATUS_JS}</head><body data-rows=\"{data}\">" + "\n".join(body) + "</body></html>")
 
