@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgdat.checkpoint import atomic_write_bytes
-from pgdat.errors import PgdatError
 from pgdat.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,27 +40,8 @@ class Callback:
         pass
 
 
-CALLBACKS: Registry[type[Callback]] = Registry("callback")
-# modules whose import registers callbacks
-CALLBACK_MODULES = ("pgdat.training.monitors", "pgdat.training.co_monitor", "pgdat.training.ntk_snapshot",
-                    "pgdat.training.bn_recal_callback", "pgdat.training.attack_switch",
-                    "pgdat.training.spectrum_monitor", "pgdat.training.tracking")
-
-
-def build_callbacks(specs: list[dict[str, Any]]) -> list[Callback]:
-    """Instantiate ``[{name: grad_norm, ...params}]`` entries (from ``train.callbacks`` or a method's defaults)."""
-    import importlib
-
-    for mod in CALLBACK_MODULES:
-        importlib.import_module(mod)
-    out = []
-    for spec in specs:
-        params = {k: v for k, v in spec.items() if k != "name"}
-        try:
-            out.append(CALLBACKS.get(spec.get("name", "?"))(**params))
-        except TypeError as e:
-            raise PgdatError(f"callback '{spec.get('name')}': {e}") from None
-    return out
+CALLBACKS: Registry[type[Callback]] = Registry("callback")  # filled where each callback is defined; complete
+# once pgdat.training.callback_list (the one list of callback modules) is imported
 
 
 def write_text(path: Path, text: str) -> None:

@@ -33,7 +33,8 @@ from pgdat.precision import autocast, resolve_precision
 from pgdat.rundir import RunLock, is_run_file
 from pgdat.runinfo import run_info
 from pgdat.threat import BOXES, resolve_box
-from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
+from pgdat.training.callback_list import build_callbacks
+from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger
 from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
 from pgdat.training.extension import extend_config, extension_record, is_extension, schedule_epochs

@@ -268,15 +268,13 @@ def _check_components(cfg: Config) -> None:
 
     from pgdat.data.transforms import TRANSFORMS
     from pgdat.models.registry import model_options
-    from pgdat.training.callbacks import CALLBACK_MODULES, CALLBACKS
+    from pgdat.training.callback_list import CALLBACKS
 
     unknown = sorted(set(cfg.model.kwargs) - set(model_options(cfg.model.name)))
     if unknown:
         _fail("model.kwargs", f"unknown option(s) {', '.join(map(repr, unknown))} for model '{cfg.model.name}'; "
               f"valid options: {', '.join(sorted(model_options(cfg.model.name))) or 'none'}")
     _check_entries("data.transforms", cfg.data.transforms, TRANSFORMS, ("bundle", "seed"))
-    for mod in CALLBACK_MODULES:
-        importlib.import_module(mod)
     _check_entries("train.callbacks", cfg.train.callbacks, CALLBACKS, ())
     for spec in cfg.train.callbacks:  # optional packages a callback declares it needs (e.g. tensorboard, wandb)
         cls = CALLBACKS[spec["name"]]
