@@ -49,6 +49,9 @@ class PlannedRun:
         self.history = [defaultdict(float, epoch=e) for e in range(1, cfg.train.epochs + 1)]
         PlannedRun.planned.append((self.out, cfg))
 
+    def start(self) -> PlannedRun:  # the Trainer's I/O step (nothing to load here)
+        return self
+
     def fit(self) -> None:
         pass
 

@@ -59,11 +59,11 @@ def test_trainer_refuses_to_resume_under_another_config(tmp_path, tiny_overrides
     Trainer(load_config("default", base), tmp_path, callbacks=[]).fit()
     with pytest.raises(PgdatError, match=r"different config: attack.eps, optim.lr changed"):
         Trainer(load_config("default", base + ["attack.eps=0.2", "optim.lr=0.5"]), tmp_path, resume=True,
-                callbacks=[])
+                callbacks=[]).start()
     # train.epochs sets the lr schedule: it changes only through an explicit, recorded extension
     with pytest.raises(PgdatError, match=r"train.epochs \(1 -> 2\) sets the learning-rate schedule.*--extend-epochs 1"):
-        Trainer(load_config("default", base + ["train.epochs=2"]), tmp_path, resume=True, callbacks=[])
-    more = Trainer(load_config("default", base), tmp_path, resume=True, callbacks=[], extend_epochs=1)
+        Trainer(load_config("default", base + ["train.epochs=2"]), tmp_path, resume=True, callbacks=[]).start()
+    more = Trainer(load_config("default", base), tmp_path, resume=True, callbacks=[], extend_epochs=1).start()
     assert more.epoch == 1 and more.cfg.train.epochs == 2
     assert more.cfg.train.extensions == ({"at_epoch": 1, "from": 1, "to": 2},)
 

@@ -107,6 +107,9 @@ class Trainer:
     held for the whole training (else the trainer holds one while it sets up and while it fits: a second process
     writing into ``out`` is refused). ``extend_epochs``: with ``resume``, train that many epochs more than the run's
     ``train.epochs`` (recorded in ``train.extensions``, see :mod:`pgdat.training.extension`).
+
+    The constructor builds objects only (config, data, model, method, callbacks) and writes nothing; :meth:`start`
+    (called by :meth:`fit`) does the run's I/O. Call it first to read a resumed run's state before ``fit()``.
     """
 
     def __init__(self, cfg: Config, out: str | Path, *, resume: bool = False,
@@ -170,16 +173,28 @@ class Trainer:
         self.callbacks = list(callbacks) if callbacks is not None else defaults  # the caller's list is not extended
         self.callbacks += build_callbacks(self._callback_specs())
         self.callbacks.append(HealthCheck())  # flags a run stuck at chance or diverging (training/health.py)
-        with self._owned(create=not resume):
+        self.resume, self.extend_epochs = resume, extend_epochs
+        self.removed_temps: list[Path] = []
+        self._started = False
+
+    def start(self) -> Trainer:
+        """The run's I/O, once (``fit()`` calls it): under the run directory's lock, remove the temp files of
+        interrupted writes, then load ``last.pt`` (resume, extension) or create the directory and write
+        ``init.pt``. Returns the trainer."""
+        if self._started:
+            return self
+        with self._owned(create=not self.resume):
             # temp files of the run's own writes that a kill interrupted (exact names, this directory only)
             self.removed_temps = remove_stale_temps(self.out, is_run_file) \
                 if self.dist.is_main and self.out.is_dir() else []
-            if resume:
-                self._load(self.out / "last.pt", extend_epochs)
+            if self.resume:
+                self._load(self.out / "last.pt", self.extend_epochs)
             elif self.dist.is_main:
                 self.out.mkdir(parents=True, exist_ok=True)
                 save_checkpoint({"model": self.model.state_dict(), "model_config": self.model_cfg,
-                                 "config": config_to_dict(cfg)}, self.out / "init.pt")
+                                 "config": config_to_dict(self.cfg)}, self.out / "init.pt")
+        self._started = True
+        return self
 
     def _owned(self, create: bool = True) -> contextlib.AbstractContextManager:
         """The run directory's lock for a phase that writes it: the caller's (kept), else one held for the phase;
@@ -208,6 +223,7 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, then evaluate best.pt and last.pt on the test set; returns the summary."""
+        self.start()
         with self._owned():
             return self._fit()
 
@@ -246,6 +262,7 @@ class Trainer:
 
     def train_epoch(self) -> dict[str, Any]:
         """One pass over the training split; metrics are accumulated as tensors and synced once at the end."""
+        self.start()  # started already under fit(); a direct call (benchmarks) starts the run here
         cfg, dev, e = self.cfg, self.device, self.epoch
         self.model.train()
         gen = torch.Generator(device=dev).manual_seed(stream_seed(cfg.train.seed, e, self.dist.rank, "attack"))
