@@ -10,6 +10,7 @@ import torch
 from pgdat.config import load_config
 from pgdat.training import Trainer
 from pgdat.training.callbacks import Callback
+from pgdat.training.run_view import RunView
 
 SMALL = ["data.n_train=128", "data.val_size=50", "eval.n_test=50", "eval.n_final=20", "eval.final_attacks=clean"]
 
@@ -24,8 +25,8 @@ class KillAfter(Callback):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict) -> None:
-        if trainer.epoch == self.epoch:
+    def on_epoch_end(self, run: RunView, metrics: dict) -> None:
+        if run.epoch == self.epoch:
             raise Killed
 
 
