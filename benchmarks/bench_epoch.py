@@ -32,6 +32,7 @@ from benchmarks.common import add_common_args, load_average, now, print_header, 
 from pgdat.config import load_config
 from pgdat.data import DeviceLoader, dataset_info
 from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger
+from pgdat.training.run_view import RunView
 from pgdat.training.trainer import Trainer
 
 
@@ -57,12 +58,12 @@ class EpochClock(Callback):
 
         trainer.train_epoch = timed_train_epoch
 
-    def on_epoch_metrics(self, trainer: Trainer, metrics: dict) -> None:
+    def on_epoch_metrics(self, run: RunView, metrics: dict) -> None:
         self.marks["metrics"] = now(self.clock)
-        if metrics["epoch"] >= self.stop_after and metrics["epoch"] < trainer.cfg.train.epochs:
-            trainer.stop_reason = "benchmark: epoch budget reached"
+        if metrics["epoch"] >= self.stop_after and metrics["epoch"] < run.cfg.train.epochs:
+            run.request_stop("benchmark: epoch budget reached")
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict) -> None:
+    def on_epoch_end(self, run: RunView, metrics: dict) -> None:
         t, m = now(self.clock), self.marks
         self.rows.append({"train": m["train_end"] - m["train_start"], "eval": m["metrics"] - m["train_end"],
                           "log": t - m["metrics"], "evaluated": "val_robust_acc" in metrics})

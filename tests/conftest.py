@@ -84,8 +84,8 @@ def interrupt_after_epoch(epoch: int):  # noqa: ANN201
     from pgdat.training.callbacks import Callback
 
     class InterruptAfterEpoch(Callback):
-        def on_epoch_end(self, trainer, metrics) -> None:  # noqa: ANN001
-            if trainer.epoch == epoch:
+        def on_epoch_end(self, run, metrics) -> None:  # noqa: ANN001
+            if run.epoch == epoch:
                 raise Interrupted(f"interrupted after epoch {epoch}")
 
     return InterruptAfterEpoch()

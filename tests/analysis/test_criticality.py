@@ -103,7 +103,8 @@ def test_rerandomize_draws_are_not_the_runs_own_theta0(tmp_path, tiny_overrides)
 
     for train_seed in (0, 1, 2):
         out = tmp_path / f"seed{train_seed}"
-        trainer = Trainer(load_config("default", tiny_overrides + [f"train.seed={train_seed}"]), out, callbacks=[])
+        trainer = Trainer(load_config("default", tiny_overrides + [f"train.seed={train_seed}"]), out,
+                          callbacks=[]).start()  # start(): writes init.pt
         theta0 = load_checkpoint(out / "init.pt")["model"]
         draw = crit.constructor_init_fn(trainer.model_cfg, trainer.model)
         for t in range(3):  # the trials of seed=0

@@ -156,7 +156,7 @@ class StepCounter(Callback):
     def __init__(self) -> None:
         self.steps = 0
 
-    def on_step_end(self, trainer, out) -> None:
+    def on_step_end(self, run, out) -> None:
         self.steps += 1
 
 
@@ -176,7 +176,7 @@ def test_trainer_records_the_extra_set_and_refuses_a_changed_file(tmp_path, tiny
     assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["data"]["extra"] == want
     write_extra(path, 300, (28, 28, 1), seed=1)  # the file is replaced by other images
     with pytest.raises(PgdatError, match=r"data\.extra\.sha256 changed"):
-        Trainer(load_config("default", [*over, "train.epochs=2"]), tmp_path / "run", callbacks=[], resume=True)
+        Trainer(load_config("default", [*over, "train.epochs=2"]), tmp_path / "run", callbacks=[], resume=True).start()
 
 
 def test_wang_et_al_recipe_validates_with_its_generated_file(tmp_path):

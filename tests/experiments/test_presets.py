@@ -18,7 +18,7 @@ from pgdat.config import config_to_dict, load_config
 from pgdat.errors import PgdatError
 from pgdat.experiments import EXPERIMENTS, RunSpec
 from pgdat.experiments.plan import check_plan, spec_callbacks, spec_config
-from pgdat.training.callbacks import build_callbacks
+from pgdat.training.callback_list import build_callbacks
 from pgdat.training.validate import validate_config
 
 CASES = [(name, preset) for name in sorted(EXPERIMENTS) for preset in EXPERIMENTS[name].default_seeds]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from pgdat.errors import PgdatError
 from pgdat.methods import StepContext, build_method, craft
 from pgdat.methods.base import ATTACK_COST, ATTACK_OVERRIDE, ATTACK_PRESETS
 from pgdat.training.attack_switch import AttackSwitch
+from pgdat.training.run_view import RunView
 
 ATTACK = AttackConfig(eps=0.1, step_size=0.025, steps=5, init="uniform", bn_mode="eval")
 
@@ -62,40 +62,38 @@ def test_switch_method_follows_the_switch_epoch(tiny_model, tiny_batch):
         build_method("pgd_at_switch", {"after": "pgd7"})
 
 
-def _fake_trainer(epochs=10):
-    cfg = load_config("default", [f"train.epochs={epochs}"])
-    return SimpleNamespace(cfg=cfg, method_state={}, epoch=0, callbacks=[], dist=SimpleNamespace(enabled=False),
-                           device=torch.device("cpu"))
+def _fake_trainer(epochs=10, callbacks=()):
+    """A run's view at its start (no model needed by the switch rules)."""
+    return RunView(cfg=load_config("default", [f"train.epochs={epochs}"]), out=None, model=None,
+                   callbacks=callbacks)
 
 
 def test_velocity_rule_needs_patience_consecutive_measurements():
     from pgdat.training.ntk_snapshot import NTKSnapshot
 
     cb = AttackSwitch(rule="ntk_velocity", tau=0.1, patience=2)
-    trainer = _fake_trainer()
-    trainer.callbacks = [NTKSnapshot(probe=4), cb]
+    trainer = _fake_trainer(callbacks=[NTKSnapshot(probe=4), cb])
     logged = []
     for v in (None, 0.5, 0.05, 0.5, 0.05, None, 0.04, 0.01):  # None: no snapshot that epoch
         cb.on_epoch_start(trainer)
-        trainer.epoch += 1
+        trainer.progress.epoch += 1  # the trainer's part: the epoch is complete
         m = {"ntk_velocity": v}
         cb.on_epoch_metrics(trainer, m)
         logged.append(m["attack_switch_epoch"])
     assert logged == [None] * 6 + [7, 7]  # below tau at epochs 5 and 7 (6 had no measurement): cheap from 7 on
     late = AttackSwitch(rule="ntk_velocity")
-    trainer.callbacks = [late, NTKSnapshot(probe=4)]
     with pytest.raises(PgdatError, match="before"):
-        late.on_epoch_start(trainer)
+        late.on_epoch_start(_fake_trainer(callbacks=[late, NTKSnapshot(probe=4)]))
 
 
 def test_epoch_rule_and_bad_options():
     trainer = _fake_trainer(10)
     cb = AttackSwitch(at=0.35)
     cb.on_epoch_start(trainer)
-    assert trainer.method_state["attack_switch"]["epoch"] == 4
+    assert trainer.state["attack_switch"]["epoch"] == 4
     cb2, trainer2 = AttackSwitch(epoch=7, at=0.1), _fake_trainer(10)
     cb2.on_epoch_start(trainer2)
-    assert trainer2.method_state["attack_switch"]["epoch"] == 7
+    assert trainer2.state["attack_switch"]["epoch"] == 7
     for kw in ({"rule": "loss"}, {"at": 1.5}, {"tau": 0}, {"patience": 0}):
         with pytest.raises(PgdatError):
             AttackSwitch(**kw)

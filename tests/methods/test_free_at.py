@@ -155,13 +155,13 @@ class _Count(Callback):
     def __init__(self) -> None:
         self.lrs: list[float] = []
 
-    def on_step_end(self, trainer, out) -> None:
-        self.lrs.append(trainer.optimizer.param_groups[0]["lr"])
+    def on_step_end(self, run, out) -> None:
+        self.lrs.append(run.optimizer.param_groups[0]["lr"])
 
 
 class _StopAfterFirstEpoch(Callback):
-    def on_epoch_end(self, trainer, metrics) -> None:
-        if trainer.epoch == 1:
+    def on_epoch_end(self, run, metrics) -> None:
+        if run.epoch == 1:
             raise KeyboardInterrupt  # after last.pt of epoch 1 is written, as a kill would leave it
 
 

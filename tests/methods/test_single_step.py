@@ -48,7 +48,7 @@ def test_rs_fgsm_stays_in_ball_and_n_fgsm_leaves_it(tiny_model, tiny_batch):
 
 @pytest.mark.parametrize("name", ["fgsm_at", "rs_fgsm", "n_fgsm", "grad_align"])
 def test_single_step_methods_register_the_co_monitor_by_default(name):
-    from pgdat.training.callbacks import build_callbacks
+    from pgdat.training.callback_list import build_callbacks
     from pgdat.training.co_monitor import COMonitor
 
     specs = [dict(s) for s in METHODS.get(name).default_callbacks]

@@ -54,7 +54,7 @@ def test_te_state_survives_resume(tmp_path, tiny_overrides):
         first.fit()
     saved = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["method_state"]["te_targets"]
     assert saved.abs().sum() > 0
-    resumed = Trainer(load_config("default", sets), tmp_path / "cut", resume=True, callbacks=[])
+    resumed = Trainer(load_config("default", sets), tmp_path / "cut", resume=True, callbacks=[]).start()
     assert torch.equal(resumed.method_state["te_targets"], saved)
     resumed.fit()
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)

@@ -92,7 +92,7 @@ def test_trainer_builds_the_configured_estimator(tmp_path):
 
     cfg = load_config("default", ["model.name=resnet18", "model.kwargs={width: 2}", "model.bn_var=unbiased",
                                   "data.n_train=64", "data.batch_size=32", "train.progress=false"])
-    trainer = Trainer(cfg, tmp_path, callbacks=[])
+    trainer = Trainer(cfg, tmp_path, callbacks=[]).start()  # start(): writes init.pt
     assert trainer.model_cfg["bn_var"] == "unbiased" and trainer.header["bn_var"] == "unbiased"
     assert any(type(m) is UnbiasedBatchNorm2d for m in load_model(tmp_path / "init.pt").modules())
     with pytest.raises(PgdatError, match="model.bn_var: unknown bn_var 'half'"):

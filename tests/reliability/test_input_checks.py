@@ -144,7 +144,7 @@ def _interrupted_write(path: Path) -> Path:
 def test_run_start_removes_only_pgdat_temp_files(tmp_path, tiny_overrides):
     run = tmp_path / "run"
     cfg = load_config("default", tiny_overrides + ["train.epochs=1", "data.n_train=128"])
-    Trainer(cfg, run, callbacks=[])  # writes init.pt
+    Trainer(cfg, run, callbacks=[]).start()  # writes init.pt
     save_checkpoint({"epoch": 1, "w": torch.ones(3)}, run / "last.pt")
     temps = [_interrupted_write(run / "last.pt"), _interrupted_write(run / "snapshots" / "epoch_1.pt")]
     assert all(TEMP_FILE.match(t.name) for t in temps)
@@ -156,7 +156,7 @@ def test_run_start_removes_only_pgdat_temp_files(tmp_path, tiny_overrides):
     (tmp_path / "elsewhere" / ".last.pt.pgdat-abcdefgh.tmp").write_text("outside the run")
     (run / "linked").symlink_to(tmp_path / "elsewhere")  # never followed
     before = (run / "last.pt").read_bytes()
-    restarted = Trainer(cfg, run, callbacks=[])  # a run (re)starting in the directory; resuming does the same
+    restarted = Trainer(cfg, run, callbacks=[]).start()  # a run (re)starting in the directory; resuming does the same
     # only the run's own temp files in its own directory: a subfolder's may be another live run's write
     assert restarted.removed_temps == [temps[0]]
     assert not temps[0].exists() and temps[1].exists()

@@ -83,7 +83,7 @@ def test_temp_cleanup_touches_only_the_runs_own_temp_files_in_its_own_directory(
     for p in own + kept:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"partial")
-    trainer = Trainer(load_config("default", [*SMALL, "train.epochs=1"]), run, callbacks=[])
+    trainer = Trainer(load_config("default", [*SMALL, "train.epochs=1"]), run, callbacks=[]).start()
     assert trainer.removed_temps == sorted(own)
     assert not any(p.exists() for p in own) and all(p.read_bytes() == b"partial" for p in kept)
 

@@ -156,7 +156,7 @@ def test_a_trainer_refuses_a_directory_another_process_holds(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(PgdatError, match=rf"pid {holder.pid}"):
-            Trainer(load_config("default", SMALL), run, callbacks=[])
+            Trainer(load_config("default", SMALL), run, callbacks=[]).start()
         assert sorted(os.listdir(run)) == [".pgdat-train.lock"]  # no init.pt written
     finally:
         holder.kill()

@@ -11,6 +11,7 @@ from pgdat.config import load_config
 from pgdat.data.bundle import Split
 from pgdat.errors import PgdatError
 from pgdat.training.co_monitor import COMonitor, co_fires
+from pgdat.training.run_view import RunProgress, RunView
 
 
 def test_ratio_rule_needs_collapse_and_gap():
@@ -31,12 +32,12 @@ def test_wong_rule_is_a_drop_between_consecutive_checks():
         COMonitor(rule="nope")
 
 
-def _trainer(tiny_model, tiny_batch):
+def _trainer(tiny_model, tiny_batch, history=(), epoch=0):
+    """A run's view over the tiny model: 48 training and 16 validation images; ``history`` a list to append to."""
     x, y = tiny_batch
     data = SimpleNamespace(train=Split(x[:48].contiguous(), y[:48]), val=Split(x[48:].contiguous(), y[48:]))
-    return SimpleNamespace(cfg=load_config("default", ["attack.eps=0.1"]), data=data, device=torch.device("cpu"),
-                           model=tiny_model, attack_model=tiny_model, history=[], stop_reason=None,
-                           box=(0.0, 1.0))
+    return RunView(cfg=load_config("default", ["attack.eps=0.1"]), out=None, data=data, model=tiny_model,
+                   history=list(history), progress=RunProgress(epoch=epoch))
 
 
 def _run(monitor, trainer, accs, monkeypatch):
@@ -86,10 +87,9 @@ def test_monitor_stop_and_rollback_restore_pre_co_weights(tiny_model, tiny_batch
 
 def test_rollback_right_after_a_resume_restores_the_resumed_weights(tiny_model, tiny_batch, monkeypatch):
     # a run resumed at epoch 3 (history restored, fresh monitor) whose first epoch after the resume shows CO
-    trainer = _trainer(tiny_model, tiny_batch)
-    trainer.history = [{"epoch": e, "co_val_pgd_acc": p, "co_train_pgd_acc": p, "co_epoch": None}
-                       for e, (_, p) in enumerate(COLLAPSE[:3], start=1)]
-    trainer.epoch = 3
+    history = [{"epoch": e, "co_val_pgd_acc": p, "co_train_pgd_acc": p, "co_epoch": None}
+               for e, (_, p) in enumerate(COLLAPSE[:3], start=1)]
+    trainer = _trainer(tiny_model, tiny_batch, history, epoch=3)
     resumed = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     monitor = COMonitor(stop=True, rollback=True)
     monkeypatch.setattr("pgdat.analysis.curvature.fgsm_pgd_gap",

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pgdat.analysis.plots as plots
+from pgdat.config import load_config
 from pgdat.training.callbacks import CurvePlotter
+from pgdat.training.run_view import RunProgress, RunView
 
 
-def _fake_trainer(tmp_path, epochs: int) -> SimpleNamespace:
-    history = [{"epoch": e, "lr": 0.1, "val_robust_acc": 0.5, "per_class_test_robust_acc": [0.5, 0.4],
-                "per_class_test_clean_acc": [0.9, 0.8]} for e in range(1, epochs + 1)]
-    return SimpleNamespace(history=history, epoch=epochs, best={"epoch": 1}, cfg=SimpleNamespace(name="t"),
-                           out=tmp_path)
+def _fake_trainer(tmp_path, epochs: int, history: list | None = None) -> RunView:
+    """A run's view after ``epochs`` epochs (best: epoch 1) whose history is ``history`` or generated rows."""
+    if history is None:
+        history = [{"epoch": e, "lr": 0.1, "val_robust_acc": 0.5, "per_class_test_robust_acc": [0.5, 0.4],
+                    "per_class_test_clean_acc": [0.9, 0.8], "best_epoch": 1} for e in range(1, epochs + 1)]
+    return RunView(cfg=load_config("default", ["name=t"]), out=tmp_path, model=None, history=history,
+                   progress=RunProgress(epoch=epochs))
 
 
 def test_redraws_are_throttled_and_the_fit_end_always_draws(tmp_path, monkeypatch):
@@ -20,10 +22,8 @@ def test_redraws_are_throttled_and_the_fit_end_always_draws(tmp_path, monkeypatc
     monkeypatch.setattr(plots, "plot_learning_curves", lambda history, *a, **k: drawn.append(len(history)))
     monkeypatch.setattr(plots, "plot_per_class", lambda *a, **k: None)
     plotter = CurvePlotter(max_share=1e-9)  # a redraw would have to wait ~forever
-    trainer = _fake_trainer(tmp_path, 0)
     for e in range(1, 5):
-        trainer.history = _fake_trainer(tmp_path, e).history
-        trainer.epoch = e
+        trainer = _fake_trainer(tmp_path, e)
         plotter.on_epoch_end(trainer, trainer.history[-1])
     assert drawn == [1]  # the first epoch only
     plotter.on_fit_end(trainer, {})
@@ -46,14 +46,13 @@ def test_per_class_figure_is_redrawn_only_when_a_newer_evaluated_epoch_arrives(t
     monkeypatch.setattr(plots, "plot_learning_curves", lambda *a, **k: None)
     monkeypatch.setattr(plots, "plot_per_class", lambda metrics, *a, **k: per_class.append(metrics["epoch"]))
     plotter = CurvePlotter(max_share=1e9)  # curves every epoch
-    trainer = _fake_trainer(tmp_path, 0)
+    history: list[dict] = []
     for e in range(1, 7):  # evaluated (per-class metrics present) on epochs 2 and 5 only
         m = {"epoch": e, "lr": 0.1}
         if e in (2, 5):
             m |= {"per_class_test_robust_acc": [0.5, 0.4], "per_class_test_clean_acc": [0.9, 0.8]}
-        trainer.history = [*trainer.history, m]
-        trainer.epoch = e
-        plotter.on_epoch_end(trainer, m)
+        history.append(m)
+        plotter.on_epoch_end(_fake_trainer(tmp_path, e, history), m)
     assert per_class == [2, 5]
 
 

@@ -10,6 +10,7 @@ import torch
 from pgdat.config import load_config
 from pgdat.training import Trainer
 from pgdat.training.callbacks import Callback
+from pgdat.training.run_view import RunView
 
 SMALL = ["data.n_train=128", "data.val_size=50", "eval.n_test=50", "eval.n_final=20", "eval.final_attacks=clean"]
 
@@ -24,8 +25,8 @@ class KillAfter(Callback):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict) -> None:
-        if trainer.epoch == self.epoch:
+    def on_epoch_end(self, run: RunView, metrics: dict) -> None:
+        if run.epoch == self.epoch:
             raise Killed
 
 
@@ -59,11 +60,11 @@ def test_trainer_refuses_to_resume_under_another_config(tmp_path, tiny_overrides
     Trainer(load_config("default", base), tmp_path, callbacks=[]).fit()
     with pytest.raises(PgdatError, match=r"different config: attack.eps, optim.lr changed"):
         Trainer(load_config("default", base + ["attack.eps=0.2", "optim.lr=0.5"]), tmp_path, resume=True,
-                callbacks=[])
+                callbacks=[]).start()
     # train.epochs sets the lr schedule: it changes only through an explicit, recorded extension
     with pytest.raises(PgdatError, match=r"train.epochs \(1 -> 2\) sets the learning-rate schedule.*--extend-epochs 1"):
-        Trainer(load_config("default", base + ["train.epochs=2"]), tmp_path, resume=True, callbacks=[])
-    more = Trainer(load_config("default", base), tmp_path, resume=True, callbacks=[], extend_epochs=1)
+        Trainer(load_config("default", base + ["train.epochs=2"]), tmp_path, resume=True, callbacks=[]).start()
+    more = Trainer(load_config("default", base), tmp_path, resume=True, callbacks=[], extend_epochs=1).start()
     assert more.epoch == 1 and more.cfg.train.epochs == 2
     assert more.cfg.train.extensions == ({"at_epoch": 1, "from": 1, "to": 2},)
 

@@ -15,6 +15,7 @@ from pgdat.data.bundle import Split
 from pgdat.errors import PgdatError
 from pgdat.methods import StepContext, craft
 from pgdat.methods.base import ATTACK_COST, ATTACK_OVERRIDE
+from pgdat.training.run_view import RunView
 from pgdat.training.spectrum_monitor import SPECTRAL_STATS, SpectrumMonitor, flag_lead, mad_jump
 
 
@@ -28,9 +29,8 @@ def test_mad_jump_score():
 
 def _trainer(tiny_model, tiny_batch):
     x, y = tiny_batch
-    return SimpleNamespace(cfg=load_config("default", ["attack.eps=0.1"]), model=tiny_model, method_state={},
-                           epoch=0, stop_reason=None, device=torch.device("cpu"), box=(0.0, 1.0),
-                           data=SimpleNamespace(train=Split(x.contiguous(), y)))
+    return RunView(cfg=load_config("default", ["attack.eps=0.1"]), out=None, model=tiny_model,
+                   data=SimpleNamespace(train=Split(x.contiguous(), y)))
 
 
 SERIES = [1.0, 1.02, 0.98, 1.01, 3.0, 3.1]  # a jump at the 5th measurement
@@ -51,7 +51,7 @@ def _epochs(monitor, trainer, epochs, train_epoch):
     for _ in range(epochs):
         monitor.on_epoch_start(trainer)
         train_epoch()
-        trainer.epoch += 1
+        trainer.progress.epoch += 1  # the trainer's part: the epoch is complete
         m = {"epoch": trainer.epoch}
         monitor.on_epoch_metrics(trainer, m)
         rows.append(m)
@@ -81,12 +81,12 @@ def test_flags_the_jump_and_takes_the_actions(tiny_model, tiny_batch, fake_stat)
     assert actions["rollback"] == {"epoch": 4, "step": 0} and "epoch 5" in trainer.stop_reason
     for n, p in tiny_model.named_parameters():  # the epoch-4 weights: four 0.01 steps after the start
         assert torch.allclose(p, start[n] + 0.04), n
-    assert trainer.method_state[ATTACK_OVERRIDE]["preset"] == "pgd2"
+    assert trainer.state[ATTACK_OVERRIDE]["preset"] == "pgd2"
     ctx = StepContext(attack=AttackConfig(eps=0.1, step_size=0.05, steps=7), attack_model=tiny_model,
-                      state=trainer.method_state)
+                      state=trainer.state)
     x, y = tiny_batch
     craft(ctx, x, y, steps=1)  # a single-step method's call now runs PGD-2
-    assert trainer.method_state[ATTACK_COST]["grad_evals"] == 2 * len(x)
+    assert trainer.state[ATTACK_COST]["grad_evals"] == 2 * len(x)
     json.dumps(rows)  # metrics stay JSON-serialisable
 
 
@@ -108,7 +108,7 @@ def test_every_steps_mode_records_the_flag_step(tiny_model, tiny_batch, fake_sta
         monitor.on_epoch_start(trainer)
         for _ in range(6):
             monitor.on_step_end(trainer, {})
-        trainer.epoch += 1
+        trainer.progress.epoch += 1
         m = {"epoch": trainer.epoch}
         monitor.on_epoch_metrics(trainer, m)
         rows.append(m)
@@ -162,20 +162,20 @@ def test_logged_next_to_the_co_monitor_in_a_run(tmp_path):
 
 
 def _resumed(trainer, tiny_model):
-    """The trainer a resume from a checkpoint of ``trainer`` gives: method_state through torch.save/load
+    """The run's view a resume from a checkpoint of ``trainer`` gives: the state through torch.save/load
     (weights_only, as the trainer saves it), the model's weights copied into a fresh module."""
     import copy
+    import dataclasses
     import io
 
     buf = io.BytesIO()
-    torch.save({"method_state": trainer.method_state, "model": trainer.model.state_dict()}, buf)
+    torch.save({"method_state": trainer.state, "model": trainer.model.state_dict()}, buf)
     buf.seek(0)
     ckpt = torch.load(buf, weights_only=True)
     model = copy.deepcopy(tiny_model)
     model.load_state_dict(ckpt["model"])
-    resumed = SimpleNamespace(**vars(trainer))
-    resumed.model, resumed.method_state = model, ckpt["method_state"]
-    return resumed
+    return dataclasses.replace(trainer, model=model, attack_model=model, state=ckpt["method_state"],
+                               progress=dataclasses.replace(trainer.progress))
 
 
 def _step_epochs(monitor, trainer, epochs, steps):

@@ -136,12 +136,8 @@ def list_datasets() -> list[Entry]:
 
 
 def list_callbacks() -> list[Entry]:
-    import importlib
+    from pgdat.training.callback_list import CALLBACKS
 
-    from pgdat.training.callbacks import CALLBACK_MODULES, CALLBACKS
-
-    for mod in CALLBACK_MODULES:
-        importlib.import_module(mod)
     entries = []
     for name, aliases, cls in grouped(CALLBACKS):
         options = options_of(cls.__init__, skip=1)

@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
 def _train(cfg: Config, out: Path, args: argparse.Namespace, lock: RunLock | None) -> int:
     from pgdat.training import Trainer, write_config
 
-    trainer = Trainer(cfg, out, resume=bool(args.resume), lock=lock, extend_epochs=args.extend_epochs)
+    # start(): the run's I/O (a resumed run is loaded: trainer.cfg then holds its extension)
+    trainer = Trainer(cfg, out, resume=bool(args.resume), lock=lock, extend_epochs=args.extend_epochs).start()
     if trainer.dist.is_main:
         write_config(trainer.cfg, out / "config.yaml")  # as resolved (data.extra: sha256, n_images)
     try:

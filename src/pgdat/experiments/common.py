@@ -47,7 +47,7 @@ def train_run(recipe: str, overrides: list[str], out: Path, *, resume_if_done: b
         (out / "final.json").unlink(missing_ok=True)  # a stale final evaluation must not be read as this run's
         for name in stale:
             shutil.rmtree(out / name, ignore_errors=True)
-    trainer = Trainer(cfg, out, resume=resume, callbacks=callbacks)
+    trainer = Trainer(cfg, out, resume=resume, callbacks=callbacks).start()  # a resumed run's epoch is loaded
     from pgdat.training import write_config
 
     write_config(cfg, out / "config.yaml")

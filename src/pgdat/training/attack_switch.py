@@ -11,7 +11,8 @@ Rules (``rule``; the NTK-AT notes section 4, readings of Li et al. 2023, NOT ver
 Per epoch it logs ``attack_active`` (the preset the epoch's last step used), ``attack_switch_epoch`` (completed
 epochs before the first cheap epoch; None before the switch) and, for ``ntk_velocity``, ``attack_switch_below``
 (the current run of measurements below tau). The trainer logs the cumulative ``attack_grad_evals`` of every run.
-State lives in ``trainer.method_state["attack_switch"]`` (saved in checkpoints), so a resumed run keeps its switch.
+State lives in the run's ``state["attack_switch"]`` (the method's ``ctx.state``, saved in checkpoints), so a
+resumed run keeps its switch.
 """
 
 from __future__ import annotations
@@ -27,20 +28,20 @@ from pgdat.registry import Registry
 from pgdat.training.callbacks import CALLBACKS, Callback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pgdat.training.trainer import Trainer
+    from pgdat.training.run_view import RunView
 
-# rule name -> fn(callback, trainer, metrics or None at an epoch start, state) -> 0-based switch epoch or None
+# rule name -> fn(callback, run, metrics or None at an epoch start, state) -> 0-based switch epoch or None
 SWITCH_RULES: Registry[Callable[..., int | None]] = Registry("switch rule")
 
 
 @SWITCH_RULES.register("epoch")
-def _epoch_rule(cb: AttackSwitch, trainer: Trainer, metrics: dict[str, Any] | None, state: dict) -> int | None:
+def _epoch_rule(cb: AttackSwitch, run: RunView, metrics: dict[str, Any] | None, state: dict) -> int | None:
     """T1: the fixed epoch, known from the start."""
-    return cb.epoch if cb.epoch is not None else round(cb.at * trainer.cfg.train.epochs)
+    return cb.epoch if cb.epoch is not None else round(cb.at * run.cfg.train.epochs)
 
 
 @SWITCH_RULES.register("ntk_velocity")
-def _velocity_rule(cb: AttackSwitch, trainer: Trainer, metrics: dict[str, Any] | None, state: dict) -> int | None:
+def _velocity_rule(cb: AttackSwitch, run: RunView, metrics: dict[str, Any] | None, state: dict) -> int | None:
     """T2: after ``patience`` consecutive velocity measurements below ``tau``, from the next epoch on."""
     if metrics is None:
         return None
@@ -49,7 +50,7 @@ def _velocity_rule(cb: AttackSwitch, trainer: Trainer, metrics: dict[str, Any] |
         return None
     state["below"] = state.get("below", 0) + 1 if v < cb.tau else 0
     metrics["attack_switch_below"] = state["below"]
-    return trainer.epoch if state["below"] >= cb.patience else None
+    return run.epoch if state["below"] >= cb.patience else None
 
 
 @CALLBACKS.register("attack_switch")
@@ -67,37 +68,37 @@ class AttackSwitch(Callback):
         self.rule, self.at, self.epoch, self.tau, self.patience, self.metric = rule, at, epoch, tau, patience, metric
         self._checked = False
 
-    def _check_order(self, trainer: Trainer) -> None:
+    def _check_order(self, run: RunView) -> None:
         """The velocity rule reads a metric that an earlier callback must have written in the same epoch."""
         from pgdat.training.ntk_snapshot import NTKSnapshot
 
         self._checked = True
         if self.rule != "ntk_velocity":
             return
-        cbs = trainer.callbacks
+        cbs = run.callbacks
         ntk = [i for i, cb in enumerate(cbs) if isinstance(cb, NTKSnapshot)]
         if not ntk or ntk[0] > cbs.index(self):
             raise PgdatError("attack_switch rule=ntk_velocity reads the ntk_snapshot callback's ntk_velocity: list "
                              "{name: ntk_snapshot} before {name: attack_switch} in train.callbacks")
 
-    def _decide(self, trainer: Trainer, metrics: dict[str, Any] | None) -> None:
-        state = trainer.method_state.setdefault(SWITCH, {"epoch": None})
+    def _decide(self, run: RunView, metrics: dict[str, Any] | None) -> None:
+        state = run.state.setdefault(SWITCH, {"epoch": None})
         if state.get("epoch") is not None:
             return
-        at = SWITCH_RULES.get(self.rule)(self, trainer, metrics, state)
-        if trainer.dist.enabled:  # ranks can see different measurements (e.g. NTK's first): switch together
+        at = SWITCH_RULES.get(self.rule)(self, run, metrics, state)
+        if run.dist.enabled:  # ranks can see different measurements (e.g. NTK's first): switch together
             from pgdat.training.distributed import all_reduce_sum
 
-            flag = all_reduce_sum(torch.tensor([0.0 if at is None else 1.0], device=trainer.device), trainer.dist)
-            at = trainer.epoch if at is None and float(flag) > 0 else at
+            flag = all_reduce_sum(torch.tensor([0.0 if at is None else 1.0], device=run.device), run.dist)
+            at = run.epoch if at is None and float(flag) > 0 else at
         state["epoch"] = at
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def on_epoch_start(self, run: RunView) -> None:
         if not self._checked:
-            self._check_order(trainer)
-        self._decide(trainer, None)
+            self._check_order(run)
+        self._decide(run, None)
 
-    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        metrics["attack_active"] = trainer.method_state.get(ACTIVE)
-        self._decide(trainer, metrics)
-        metrics["attack_switch_epoch"] = trainer.method_state[SWITCH]["epoch"]
+    def on_epoch_metrics(self, run: RunView, metrics: dict[str, Any]) -> None:
+        metrics["attack_active"] = run.state.get(ACTIVE)
+        self._decide(run, metrics)
+        metrics["attack_switch_epoch"] = run.state[SWITCH]["epoch"]

@@ -11,7 +11,7 @@ from pgdat.errors import PgdatError
 from pgdat.training.callbacks import CALLBACKS, Callback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pgdat.training.trainer import Trainer
+    from pgdat.training.run_view import RunView
 
 
 @CALLBACKS.register("bn_recalibrate")
@@ -32,34 +32,34 @@ class BNRecalibrate(Callback):
                              f"batch_size={batch_size})")
         self.source, self.n, self.batch_size, self.seed, self.attack = source, n, batch_size, seed, attack
 
-    def settings(self, trainer: Trainer) -> dict[str, Any]:
+    def settings(self, run: RunView) -> dict[str, Any]:
         """The recalibration actually applied (batch size and attack resolved against the run's config)."""
-        a = trainer.cfg.attack
+        a = run.cfg.attack
         attack = self.attack or {"eps": a.eps, "step_size": a.step_size, "steps": a.steps, "norm": a.norm}
-        return {"source": self.source, "n": min(self.n, len(trainer.data.train.y)), "seed": self.seed,
-                "batch_size": self.batch_size or trainer.cfg.data.batch_size,
+        return {"source": self.source, "n": min(self.n, len(run.data.train.y)), "seed": self.seed,
+                "batch_size": self.batch_size or run.cfg.data.batch_size,
                 "attack": dict(attack) if self.source != "clean" else None}
 
-    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+    def on_fit_end(self, run: RunView, summary: dict[str, Any]) -> None:
         from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, model_from_checkpoint, save_checkpoint
         from pgdat.training.evaluation import evaluate_final, final_test_batch
 
-        meta = self.settings(trainer)
-        batches = recal_batches(trainer.data.train, meta["n"], meta["batch_size"], seed=self.seed,
-                                device=trainer.device)
-        x, y = final_test_batch(trainer)
+        meta = self.settings(run)
+        batches = recal_batches(run.data.train, meta["n"], meta["batch_size"], seed=self.seed,
+                                device=run.device)
+        x, y = final_test_batch(run)
         for which in ("best", "last"):
-            path = trainer.out / f"{which}.pt"
+            path = run.out / f"{which}.pt"
             if not path.is_file():
                 continue
-            ckpt = load_checkpoint(path, map_location=trainer.device)
-            model = model_from_checkpoint(ckpt, trainer.device, source=path)
+            ckpt = load_checkpoint(path, map_location=run.device)
+            model = model_from_checkpoint(ckpt, run.device, source=path)
             recalibrate_bn(model, batches, source=self.source, attack=meta["attack"], seed=self.seed)
             save_checkpoint({"model": model.state_dict(), "model_config": ckpt["model_config"],
                              "config": ckpt.get("config"), "epoch": ckpt.get("epoch"), "bn_recalibration": meta},
-                            trainer.out / f"{which}_recal.pt")
-            res = evaluate_final(trainer, model.eval(), x, y)
+                            run.out / f"{which}_recal.pt")
+            res = evaluate_final(run, model.eval(), x, y)
             summary[f"{which}_recal"] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
                                          "bn_recalibration": meta}
         text = json.dumps(summary, indent=2)
-        atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))
+        atomic_write_bytes(run.out / "final.json", lambda f: f.write(text.encode()))

@@ -25,7 +25,7 @@ from pgdat.errors import PgdatError
 from pgdat.training.callbacks import CALLBACKS, Callback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pgdat.training.trainer import Trainer
+    from pgdat.training.run_view import RunView
 
 DEFAULT_ATTACK = {"ratio": "pgd-10", "wong": "pgd-5"}  # rule -> its multi-step attack (Wong et al.: PGD-5)
 RULES = tuple(DEFAULT_ATTACK)
@@ -43,11 +43,12 @@ class WeightKeeper:
         self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         self.when = when
 
-    def restore(self, model: nn.Module) -> Any:
-        """Load the kept weights into ``model`` (in place); returns when they were kept, or None if none were."""
+    def restore(self, run: RunView) -> Any:
+        """Roll the run's model back to the kept weights (``run.request_rollback``); returns when they were kept,
+        or None (nothing done) if none were."""
         if self.state is None:
             return None
-        model.load_state_dict(self.state)
+        run.request_rollback(self.state)
         return self.when
 
 
@@ -86,41 +87,41 @@ class COMonitor(Callback):
         self.stop, self.rollback = stop, rollback
         self._good = WeightKeeper()
 
-    def _monitor_key(self, trainer: Trainer) -> str:
-        has_val = trainer.data.val is not None and len(trainer.data.val) > 0
+    def _monitor_key(self, run: RunView) -> str:
+        has_val = run.data.val is not None and len(run.data.val) > 0
         return "val" if self.rule == "ratio" and has_val else "train"
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def on_epoch_start(self, run: RunView) -> None:
         if self.rollback and self._good.state is None:  # first epoch of this process (fresh or resumed): its start
-            self._good.keep(trainer.model, trainer.epoch)
+            self._good.keep(run.model, run.epoch)
 
-    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_epoch_metrics(self, run: RunView, metrics: dict[str, Any]) -> None:
         from pgdat.analysis.curvature import fgsm_pgd_gap
         from pgdat.data.bundle import as_unit_float
 
-        cfg = trainer.cfg
-        splits = [("train", trainer.data.train, self.n_train), ("val", trainer.data.val, self.n_val)]
+        cfg = run.cfg
+        splits = [("train", run.data.train, self.n_train), ("val", run.data.val, self.n_val)]
         for name, split, n in splits:
             if split is None or len(split) == 0:
                 continue
             n = min(n or len(split), len(split))
-            x, y = as_unit_float(split.x[:n].to(trainer.device)), split.y[:n].to(trainer.device)
-            was_training = trainer.attack_model.training
-            trainer.attack_model.eval()
-            res = fgsm_pgd_gap(trainer.attack_model, x, y, eps=cfg.attack.eps, norm=cfg.attack.norm,
+            x, y = as_unit_float(split.x[:n].to(run.device)), split.y[:n].to(run.device)
+            was_training = run.attack_model.training
+            run.attack_model.eval()
+            res = fgsm_pgd_gap(run.attack_model, x, y, eps=cfg.attack.eps, norm=cfg.attack.norm,
                                attack=self.attack, batch_size=cfg.eval.batch_size, seed=cfg.train.seed,
-                               box=trainer.box)
-            trainer.attack_model.train(was_training)
+                               box=run.box)
+            run.attack_model.train(was_training)
             metrics[f"co_{name}_fgsm_acc"], metrics[f"co_{name}_pgd_acc"] = res["fgsm_acc"], res["pgd_acc"]
-        key = self._monitor_key(trainer)
-        earlier = [m[f"co_{key}_pgd_acc"] for m in trainer.history if m.get(f"co_{key}_pgd_acc") is not None]
+        key = self._monitor_key(run)
+        earlier = [m[f"co_{key}_pgd_acc"] for m in run.history if m.get(f"co_{key}_pgd_acc") is not None]
         fired = co_fires(self.rule, metrics[f"co_{key}_pgd_acc"], metrics[f"co_{key}_fgsm_acc"], earlier, **self.kw)
-        previous = next((m["co_epoch"] for m in trainer.history if m.get("co_epoch") is not None), None)
+        previous = next((m["co_epoch"] for m in run.history if m.get("co_epoch") is not None), None)
         metrics["co_detected"] = fired
         metrics["co_epoch"] = previous if previous is not None else (metrics["epoch"] if fired else None)
         if fired and (self.stop or self.rollback):
-            if self.rollback and self._good.restore(trainer.model) is not None:
+            if self.rollback and self._good.restore(run) is not None:
                 metrics["co_rolled_back_to_epoch"] = self._good.when
-            trainer.stop_reason = f"catastrophic overfitting at epoch {metrics['epoch']} ({self.rule} rule)"
+            run.request_stop(f"catastrophic overfitting at epoch {metrics['epoch']} ({self.rule} rule)")
         elif self.rollback and not fired:
-            self._good.keep(trainer.model, metrics["epoch"])
+            self._good.keep(run.model, metrics["epoch"])

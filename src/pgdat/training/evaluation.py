@@ -19,6 +19,7 @@ from pgdat.training.distributed import all_reduce_sum, barrier
 from pgdat.training.health import health_summary
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pgdat.training.run_view import RunView
     from pgdat.training.trainer import Trainer
 
 
@@ -103,15 +104,15 @@ def evaluate_splits(trainer: Trainer, model: nn.Module, prefix: str = "") -> dic
     return out
 
 
-def final_test_batch(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+def final_test_batch(run: RunView) -> tuple[torch.Tensor, torch.Tensor]:
     """The end-of-run evaluation's examples: the first ``eval.n_final`` test images (n, C, H, W) in [0,1] and their
     labels (n,), on the run's device."""
-    test = trainer.data.test
-    n = trainer.cfg.eval.n_final or len(test.y)
-    return as_unit_float(test.x[:n].to(trainer.device)), test.y[:n].to(trainer.device)
+    test = run.data.test
+    n = run.cfg.eval.n_final or len(test.y)
+    return as_unit_float(test.x[:n].to(run.device)), test.y[:n].to(run.device)
 
 
-def evaluate_final(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch.Tensor, which: str | None = None
+def evaluate_final(run: RunView, model: nn.Module, x: torch.Tensor, y: torch.Tensor, which: str | None = None
                    ) -> EvalResult:
     """``model`` under ``eval.final_attacks`` on (x, y) as the end-of-run evaluation runs it: the run's threat
     model (eps, norm, box), in batches of ``eval.final_batch_size`` (250 by default, the reference AutoAttack's, so
@@ -121,13 +122,13 @@ def evaluate_final(trainer: Trainer, model: nn.Module, x: torch.Tensor, y: torch
     the ranks under torchrun; with ``which`` (best, last) resumable from ``RUN/final_{which}.state`` (written after
     every batch, removed at the end); a progress line per batch on stderr when ``train.progress`` is on (main
     process only)."""
-    cfg = trainer.cfg
-    show = cfg.train.progress and trainer.dist.is_main
+    cfg = run.cfg
+    show = cfg.train.progress and run.dist.is_main
     return evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                     batch_size=cfg.eval.final_batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
-                    on_oom="halve", batch_option=FINAL_BATCH, box=trainer.box,
+                    on_oom="halve", batch_option=FINAL_BATCH, box=run.box,
                     progress=PrintProgress(prefix=f"[final {which or 'model'}] ") if show else None,
-                    state_path=trainer.out / f"final_{which}.state" if which else None, distributed=True)
+                    state_path=run.out / f"final_{which}.state" if which else None, distributed=True)
 
 
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
@@ -143,7 +144,7 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
     under torchrun). ``robust_accuracy_by`` names the attacks behind each robust accuracy."""
     cfg = trainer.cfg
     barrier(trainer.dist)  # best.pt / last.pt are written by the main process
-    x, y = final_test_batch(trainer)
+    x, y = final_test_batch(trainer.view)
     summary: dict[str, Any] = {"n": int(y.numel()), "eps": cfg.attack.eps, "norm": cfg.attack.norm,
                                "attacks": cfg.eval.final_attacks, "cascade": expand_specs(cfg.eval.final_attacks),
                                "robust_accuracy_by": cascade_label(cfg.eval.final_attacks),
@@ -160,13 +161,13 @@ def final_evaluation(trainer: Trainer) -> dict[str, Any]:
             # the best epoch is the last one: the same weights, the same seeded attacks, the same numbers
             summary["last"] = {**summary["best"], "same_weights_as": "best"}
             continue
-        res = evaluate_final(trainer, models[which], x, y, which)
+        res = evaluate_final(trainer.view, models[which], x, y, which)
         summary[which] = {"accuracy": res.accuracy, "robust_accuracy": res.robust_accuracy,
                           "per_class": res.per_class(y, trainer.data.info.num_classes),
                           "seconds": res.seconds, "warnings": res.warnings}
     summary["train_seconds"] = sum(m["time_train"] for m in trainer.history)
     summary["eval_seconds"] = sum(m["time_eval"] for m in trainer.history)
-    summary["health"] = health_summary(trainer)  # the health check's flags (training/health.py)
+    summary["health"] = health_summary(trainer.view)  # the health check's flags (training/health.py)
     if trainer.dist.is_main:
         text = json.dumps(summary, indent=2)
         atomic_write_bytes(trainer.out / "final.json", lambda f: f.write(text.encode()))

@@ -24,7 +24,7 @@ import torch
 from pgdat.training.callbacks import Callback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pgdat.training.trainer import Trainer
+    from pgdat.training.run_view import RunView
 
 PATIENCE = 3  # epochs
 MARGIN = 0.02  # accuracy, as a fraction
@@ -77,19 +77,19 @@ class HealthCheck(Callback):
         self.flags: list[str] = []
         self.chance: dict[str, float] = {}
 
-    def on_fit_start(self, trainer: Trainer) -> None:
-        data = trainer.data
+    def on_fit_start(self, run: RunView) -> None:
+        data = run.data
         self.chance = {"train": chance_rate(data.train.y)}
         if data.val is not None:
             self.chance["val"] = chance_rate(data.val.y)
-        self.flags = first_of_each_kind(trainer.history)
+        self.flags = first_of_each_kind(run.history)
 
-    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_epoch_metrics(self, run: RunView, metrics: dict[str, Any]) -> None:
         if not self.chance:
-            self.on_fit_start(trainer)
-        history = [*trainer.history, metrics]
-        found = [f for f in (at_chance(history, self.chance, trainer.cfg.train.epochs),
-                             diverged(history, trainer.data.info.num_classes)) if f]
+            self.on_fit_start(run)
+        history = [*run.history, metrics]
+        found = [f for f in (at_chance(history, self.chance, run.cfg.train.epochs),
+                             diverged(history, run.data.info.num_classes)) if f]
         metrics["health_flags"] = found
         kinds = {f.split(":")[0] for f in self.flags}  # the run keeps the first flag of each kind
         for f in found:
@@ -97,12 +97,12 @@ class HealthCheck(Callback):
                 continue
             self.flags.append(f)
             kinds.add(f.split(":")[0])
-            if trainer.dist.is_main:
-                print(f"HEALTH: {trainer.out}: {f}", flush=True)
+            if run.dist.is_main:
+                print(f"HEALTH: {run.out}: {f}", flush=True)
 
-    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
-        if self.flags and trainer.dist.is_main:
-            print(f"HEALTH: {trainer.out}: run flagged: {'; '.join(self.flags)}", flush=True)
+    def on_fit_end(self, run: RunView, summary: dict[str, Any]) -> None:
+        if self.flags and run.dist.is_main:
+            print(f"HEALTH: {run.out}: run flagged: {'; '.join(self.flags)}", flush=True)
 
 
 def first_of_each_kind(history: list[dict[str, Any]]) -> list[str]:
@@ -115,9 +115,9 @@ def first_of_each_kind(history: list[dict[str, Any]]) -> list[str]:
     return flags
 
 
-def health_summary(trainer: Trainer) -> dict[str, Any]:
+def health_summary(run: RunView) -> dict[str, Any]:
     """``final.json["health"]``: the run's flags (from its history, so a resumed run keeps earlier ones) and the
     chance rates they were judged against."""
-    data = trainer.data
+    data = run.data
     chance = {"train": chance_rate(data.train.y)} | ({"val": chance_rate(data.val.y)} if data.val is not None else {})
-    return {"flags": first_of_each_kind(trainer.history), "chance": chance}
+    return {"flags": first_of_each_kind(run.history), "chance": chance}

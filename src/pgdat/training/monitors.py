@@ -9,7 +9,7 @@ import torch
 from pgdat.training.callbacks import CALLBACKS, Callback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pgdat.training.trainer import Trainer
+    from pgdat.training.run_view import RunView
 
 
 def grad_norm_sq(params: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -25,27 +25,27 @@ class GradNormMonitor(Callback):
     """Gradient instability (Dong et al.): per step G = ||grad_theta L||_2^2 after backward (weight decay excluded,
     as SGD applies it inside the step); per epoch ``grad_norm_mean``, ``grad_norm_var``, ``grad_norm_max`` of G."""
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
-        self._stats = torch.zeros(3, device=trainer.device, dtype=torch.float64)  # sum, sum of squares, count
-        self._max = torch.zeros((), device=trainer.device, dtype=torch.float64)
+    def on_epoch_start(self, run: RunView) -> None:
+        self._stats = torch.zeros(3, device=run.device, dtype=torch.float64)  # sum, sum of squares, count
+        self._max = torch.zeros((), device=run.device, dtype=torch.float64)
 
-    def on_step_end(self, trainer: Trainer, out: dict[str, Any]) -> None:
-        g = grad_norm_sq(list(trainer.model.parameters())).to(self._stats)
+    def on_step_end(self, run: RunView, out: dict[str, Any]) -> None:
+        g = grad_norm_sq(list(run.model.parameters())).to(self._stats)
         self._stats += torch.stack([g, g * g, torch.ones_like(g)])
         self._max = torch.maximum(self._max, g)
 
-    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_epoch_metrics(self, run: RunView, metrics: dict[str, Any]) -> None:
         s, s2, n = self._stats.tolist()
         mean = s / max(n, 1)
         metrics["grad_norm_mean"] = mean
         metrics["grad_norm_var"] = max(s2 / max(n, 1) - mean * mean, 0.0)
         metrics["grad_norm_max"] = float(self._max)
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_epoch_end(self, run: RunView, metrics: dict[str, Any]) -> None:
         from pgdat.analysis.plots import plot_series
 
-        plot_series(trainer.history, ["grad_norm_mean"], trainer.out / "grad_norm.png", ylabel="||grad||^2 (mean)",
-                    band="grad_norm_var", title=f"{trainer.cfg.name}: gradient norm")
+        plot_series(run.history, ["grad_norm_mean"], run.out / "grad_norm.png", ylabel="||grad||^2 (mean)",
+                    band="grad_norm_var", title=f"{run.cfg.name}: gradient norm")
 
 
 @CALLBACKS.register("train_eval")
@@ -57,21 +57,21 @@ class TrainSetEval(Callback):
     def __init__(self, n: int = 1000) -> None:
         self.n = n
 
-    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_epoch_metrics(self, run: RunView, metrics: dict[str, Any]) -> None:
         from pgdat.data.bundle import as_unit_float
         from pgdat.eval import evaluate
 
-        cfg, train = trainer.cfg, trainer.data.train
+        cfg, train = run.cfg, run.data.train
         n = min(self.n, len(train))
-        x, y = as_unit_float(train.x[:n].to(trainer.device)), train.y[:n].to(trainer.device)
-        res = evaluate(trainer.attack_model, x, y, attacks=["clean", cfg.eval.attack], eps=cfg.attack.eps,
+        x, y = as_unit_float(train.x[:n].to(run.device)), train.y[:n].to(run.device)
+        res = evaluate(run.attack_model, x, y, attacks=["clean", cfg.eval.attack], eps=cfg.attack.eps,
                        norm=cfg.attack.norm, batch_size=cfg.eval.batch_size, step_size=cfg.eval.step_size,
-                       seed=cfg.train.seed, checks=False, box=trainer.box)
+                       seed=cfg.train.seed, checks=False, box=run.box)
         metrics["train_eval_clean_acc"] = res.accuracy["clean"]
         metrics["train_eval_robust_acc"] = res.robust_accuracy
         if train.y_true is not None:
             with torch.no_grad():
-                pred = torch.cat([trainer.attack_model(x[i:i + 500]).argmax(1) for i in range(0, n, 500)])
+                pred = torch.cat([run.attack_model(x[i:i + 500]).argmax(1) for i in range(0, n, 500)])
             metrics["train_eval_true_clean_acc"] = pred.eq(train.y_true[:n].to(pred.device)).double().mean().item()
 
 
@@ -84,28 +84,28 @@ class GradientNoiseMonitor(Callback):
     def __init__(self, pairs: int = 2) -> None:
         self.pairs = pairs
 
-    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_epoch_metrics(self, run: RunView, metrics: dict[str, Any]) -> None:
         import copy
 
         from pgdat.data.bundle import as_unit_float
         from pgdat.methods import StepContext
         from pgdat.training.setup import stream_seed
 
-        model = copy.deepcopy(trainer.model).train()
+        model = copy.deepcopy(run.model).train()
         params = [p for p in model.parameters() if p.requires_grad]
-        train, b = trainer.data.train, min(trainer.cfg.data.batch_size, len(trainer.data.train) // 2)
-        gen = torch.Generator().manual_seed(stream_seed(trainer.cfg.train.seed, trainer.epoch, 0, "grad_noise"))
-        ctx = StepContext(attack=trainer.cfg.attack, attack_model=model, generator=None, epoch=trainer.epoch - 1,
-                          progress=float(trainer.epoch), n_index=trainer.n_index,
-                          num_classes=trainer.data.info.num_classes)
+        train, b = run.data.train, min(run.cfg.data.batch_size, len(run.data.train) // 2)
+        gen = torch.Generator().manual_seed(stream_seed(run.cfg.train.seed, run.epoch, 0, "grad_noise"))
+        ctx = StepContext(attack=run.cfg.attack, attack_model=model, generator=None, epoch=run.epoch - 1,
+                          progress=float(run.epoch), n_index=run.n_index,
+                          num_classes=run.data.info.num_classes)
         total = 0.0
         for _ in range(self.pairs):
             perm = torch.randperm(len(train), generator=gen)[:2 * b]
             grads = []
             for half in (perm[:b], perm[b:]):
-                x = as_unit_float(train.x[half].to(trainer.device))
-                ctx.index = train.index[half].to(trainer.device)
-                loss = trainer.method(model, x, train.y[half].to(trainer.device), ctx)["loss"]
+                x = as_unit_float(train.x[half].to(run.device))
+                ctx.index = train.index[half].to(run.device)
+                loss = run.method(model, x, train.y[half].to(run.device), ctx)["loss"]
                 grads.append(torch.autograd.grad(loss, params, allow_unused=True))
             total += 0.5 * sum(((g1 - g2).pow(2).sum().item() for g1, g2 in zip(*grads, strict=True)
                                 if g1 is not None and g2 is not None), 0.0)

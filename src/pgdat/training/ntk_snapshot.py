@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from pgdat.analysis.ntk import _check_kind, empirical_ntk, kernel_distance, load_snapshot, spectrum, training_probe
 from pgdat.errors import PgdatError
 from pgdat.training.callbacks import CALLBACKS, Callback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pgdat.training.run_view import RunView
 
 
 @CALLBACKS.register("ntk_snapshot")
@@ -33,10 +36,10 @@ class NTKSnapshot(Callback):
         self.prev: torch.Tensor | None = None
         self.prev_epoch: int | None = None
 
-    def snapshot(self, trainer: Any, epoch: int) -> dict[str, Any]:
-        """Compute and save the snapshot of ``trainer.model`` at ``epoch``; returns its record."""
-        x, y, idx = training_probe(trainer.data.train, self.n, self.seed, trainer.device)
-        model = trainer.model
+    def snapshot(self, run: RunView, epoch: int) -> dict[str, Any]:
+        """Compute and save the snapshot of ``run.model`` at ``epoch``; returns its record."""
+        x, y, idx = training_probe(run.data.train, self.n, self.seed, run.device)
+        model = run.model
         k = empirical_ntk(model, x, kind=self.kind, bn_mode=self.bn_mode)
         rec: dict[str, Any] = {"epoch": epoch, "kind": self.kind, "bn_mode": self.bn_mode, "probe_index": idx,
                                "spectrum": spectrum(k)}
@@ -48,36 +51,36 @@ class NTKSnapshot(Callback):
         if self.adv:
             from pgdat.attacks import pgd
 
-            x_adv = pgd(model, x, y, box=trainer.box, generator=torch.Generator(device=x.device).manual_seed(0),
+            x_adv = pgd(model, x, y, box=run.box, generator=torch.Generator(device=x.device).manual_seed(0),
                         **self.adv)
             ka = empirical_ntk(model, x_adv, kind=self.kind, bn_mode=self.bn_mode)
             rec |= {"spectrum_adv": spectrum(ka), "clean_adv_distance": kernel_distance(k, ka)}
             if self.save_kernel:
                 rec["kernel_adv"] = ka
         self.prev, self.prev_epoch = k, epoch
-        if trainer.dist.is_main:
+        if run.dist.is_main:
             from pgdat.checkpoint import save_checkpoint
 
-            (trainer.out / "ntk").mkdir(parents=True, exist_ok=True)
-            save_checkpoint(rec, trainer.out / "ntk" / f"epoch_{epoch}.pt")
+            (run.out / "ntk").mkdir(parents=True, exist_ok=True)
+            save_checkpoint(rec, run.out / "ntk" / f"epoch_{epoch}.pt")
         return rec
 
-    def on_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, run: RunView) -> None:
         if self.prev is not None:
             return
-        last = trainer.epoch - trainer.epoch % self.every  # the latest snapshot epoch (a resumed run's may be earlier)
-        path = trainer.out / "ntk" / f"epoch_{last}.pt"
+        last = run.epoch - run.epoch % self.every  # the latest snapshot epoch (a resumed run's may be earlier)
+        path = run.out / "ntk" / f"epoch_{last}.pt"
         # only a resumed run (epoch > 0) reloads: a fresh run's folder may hold another run's epoch_0.pt
-        reload = trainer.epoch > 0 and path.is_file() and self.save_kernel
-        self.prev = load_snapshot(path)["kernel"].to(trainer.device) if reload else None
+        reload = run.epoch > 0 and path.is_file() and self.save_kernel
+        self.prev = load_snapshot(path)["kernel"].to(run.device) if reload else None
         self.prev_epoch = last if self.prev is not None else None
-        if self.prev is None and last == trainer.epoch:
-            self.snapshot(trainer, trainer.epoch)
+        if self.prev is None and last == run.epoch:
+            self.snapshot(run, run.epoch)
 
-    def on_epoch_metrics(self, trainer: Any, metrics: dict[str, Any]) -> None:
-        if trainer.epoch % self.every:
+    def on_epoch_metrics(self, run: RunView, metrics: dict[str, Any]) -> None:
+        if run.epoch % self.every:
             return
-        rec = self.snapshot(trainer, trainer.epoch)
+        rec = self.snapshot(run, run.epoch)
         metrics |= {"ntk_distance_to_prev": rec["distance_to_prev"], "ntk_velocity": rec["velocity"],
                     "ntk_top_eigenvalue": rec["spectrum"]["top_eigenvalue"],
                     "ntk_effective_rank": rec["spectrum"]["effective_rank"]}

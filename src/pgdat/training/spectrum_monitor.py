@@ -23,8 +23,8 @@ sits in the same rows (:func:`flag_lead` compares the two). ``on_flag`` actions 
 later craft() uses the PGD-2 preset: ``ctx.state["attack_override"]``; methods that do not craft, e.g. free_at,
 are unaffected), ``stop`` (end training after this epoch). As with the CO monitor, a rollback restores weights and
 buffers, not the optimizer state. Off unless configured. The step counter, the history and the rollback weights
-live in ``trainer.method_state`` (saved in checkpoints), so a resumed run measures at the same steps and rolls back
-to the same weights as an uninterrupted one.
+live in the run's ``state`` (the method's ``ctx.state``, saved in checkpoints), so a resumed run measures at the
+same steps and rolls back to the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ from pgdat.training.callbacks import CALLBACKS, Callback
 from pgdat.training.co_monitor import WeightKeeper
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pgdat.training.trainer import Trainer
+    from pgdat.training.run_view import RunView
 
-STATE = "spectrum_monitor"  # trainer.method_state key: {"history": [floats], "flag_epoch", "flag_step", "steps"}
-KEPT = "spectrum_monitor_kept"  # trainer.method_state key of the rollback weights: {"state": state_dict, "when"}
+STATE = "spectrum_monitor"  # run.state key: {"history": [floats], "flag_epoch", "flag_step", "steps"}
+KEPT = "spectrum_monitor_kept"  # run.state key of the rollback weights: {"state": state_dict, "when"}
 DIRECTIONS = ("up", "down", "both")
 
 
@@ -66,7 +66,7 @@ SPECTRAL_STATS: Registry[Callable[..., float]] = Registry("spectral statistic")
 
 
 @SPECTRAL_STATS.register("lambda_max")
-def _lambda_max(cb: SpectrumMonitor, model: nn.Module, x: torch.Tensor, y: torch.Tensor, trainer: Trainer) -> float:
+def _lambda_max(cb: SpectrumMonitor, model: nn.Module, x: torch.Tensor, y: torch.Tensor, run: RunView) -> float:
     """Largest eigenvalue of the full eNTK on the probe (power iteration, ``iters`` JVP/VJP rounds)."""
     from pgdat.analysis.ntk import lambda_max
 
@@ -75,7 +75,7 @@ def _lambda_max(cb: SpectrumMonitor, model: nn.Module, x: torch.Tensor, y: torch
 
 @SPECTRAL_STATS.register("effective_rank")
 def _effective_rank(cb: SpectrumMonitor, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                    trainer: Trainer) -> float:
+                    run: RunView) -> float:
     """Effective rank of the trace eNTK on the probe."""
     from pgdat.analysis.ntk import empirical_ntk, spectrum
 
@@ -84,14 +84,14 @@ def _effective_rank(cb: SpectrumMonitor, model: nn.Module, x: torch.Tensor, y: t
 
 @SPECTRAL_STATS.register("clean_adv_distance")
 def _clean_adv_distance(cb: SpectrumMonitor, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        trainer: Trainer) -> float:
+                        run: RunView) -> float:
     """Kernel distance S(K(x), K(x_adv)) of the trace eNTKs on the probe and on its PGD-``adv_steps`` examples
     (the run's eps, norm and image box, step 2.5 eps / steps, crafted in eval mode with a fixed seed)."""
     from pgdat.analysis.ntk import empirical_ntk, kernel_distance
     from pgdat.attacks import pgd
 
-    a = trainer.cfg.attack
-    x_adv = pgd(model, x, y, eps=a.eps, norm=a.norm, box=trainer.box, steps=cb.adv_steps,
+    a = run.cfg.attack
+    x_adv = pgd(model, x, y, eps=a.eps, norm=a.norm, box=run.box, steps=cb.adv_steps,
                 step_size=2.5 * a.eps / cb.adv_steps, generator=torch.Generator(device=x.device).manual_seed(cb.seed))
     return kernel_distance(empirical_ntk(model, x, kind="trace", bn_mode=cb.bn_mode),
                            empirical_ntk(model, x_adv, kind="trace", bn_mode=cb.bn_mode))
@@ -102,25 +102,24 @@ FLAG_ACTIONS: Registry[Callable[..., Any]] = Registry("on_flag action")
 
 
 @FLAG_ACTIONS.register("rollback")
-def _rollback(cb: SpectrumMonitor, trainer: Trainer) -> Any:
+def _rollback(cb: SpectrumMonitor, run: RunView) -> Any:
     """Restore the weights of the last unflagged measurement; returns when they were kept (None: nothing kept)."""
-    return cb.keeper.restore(trainer.model)
+    return cb.keeper.restore(run)
 
 
 @FLAG_ACTIONS.register("pgd2")
-def _pgd2(cb: SpectrumMonitor, trainer: Trainer) -> str:
+def _pgd2(cb: SpectrumMonitor, run: RunView) -> str:
     """Every later craft() uses the PGD-2 preset (kept in the method state, so it survives a resume)."""
-    from pgdat.methods.base import ATTACK_OVERRIDE
-
-    trainer.method_state[ATTACK_OVERRIDE] = {"preset": "pgd2", "since_epoch": trainer.epoch}
+    run.override_attack("pgd2")
     return "pgd2"
 
 
 @FLAG_ACTIONS.register("stop")
-def _stop(cb: SpectrumMonitor, trainer: Trainer) -> str:
+def _stop(cb: SpectrumMonitor, run: RunView) -> str:
     """End training after the current epoch."""
-    trainer.stop_reason = f"spectral CO flag ({cb.stat}) at epoch {trainer.epoch}"
-    return trainer.stop_reason
+    reason = f"spectral CO flag ({cb.stat}) at epoch {run.epoch}"
+    run.request_stop(reason)
+    return reason
 
 
 @CALLBACKS.register("spectrum_monitor")
@@ -150,12 +149,12 @@ class SpectrumMonitor(Callback):
         self._epoch_log: dict[str, Any] = {}
         self._probe: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def probe_batch(self, trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    def probe_batch(self, run: RunView) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed class-balanced probe: images (n, C, H, W) in [0,1] and labels (n,) on the run's device."""
         if self._probe is None:
             from pgdat.analysis.ntk import training_probe
 
-            self._probe = training_probe(trainer.data.train, self.n, self.seed, trainer.device)[:2]
+            self._probe = training_probe(run.data.train, self.n, self.seed, run.device)[:2]
         return self._probe
 
     def _fires(self, score: float | None) -> bool:
@@ -164,57 +163,57 @@ class SpectrumMonitor(Callback):
         return {"up": score > self.z, "down": score < -self.z, "both": abs(score) > self.z}[self.direction]
 
     @staticmethod
-    def _state(trainer: Trainer) -> dict[str, Any]:
-        return trainer.method_state.setdefault(STATE, {"history": [], "flag_epoch": None, "flag_step": None})
+    def _state(run: RunView) -> dict[str, Any]:
+        return run.state.setdefault(STATE, {"history": [], "flag_epoch": None, "flag_step": None})
 
-    def measure(self, trainer: Trainer) -> dict[str, Any]:
+    def measure(self, run: RunView) -> dict[str, Any]:
         """One measurement: statistic, score, flag, and the actions taken on a flag; updates the saved state."""
-        state = self._state(trainer)
-        x, y = self.probe_batch(trainer)
-        value = float(SPECTRAL_STATS.get(self.stat)(self, trainer.model, x, y, trainer))
+        state = self._state(run)
+        x, y = self.probe_batch(run)
+        value = float(SPECTRAL_STATS.get(self.stat)(self, run.model, x, y, run))
         score = mad_jump(state["history"], value, window=self.window, min_history=self.min_history, floor=self.floor)
         state["history"] = (state["history"] + [value])[-self.window:]
         fired = self._fires(score)
         out: dict[str, Any] = {"spectral_stat": value, "spectral_score": score, "spectral_flag": fired}
         if fired:
-            out["spectral_actions"] = {name: FLAG_ACTIONS.get(name)(self, trainer) for name in self.actions}
+            out["spectral_actions"] = {name: FLAG_ACTIONS.get(name)(self, run) for name in self.actions}
         elif "rollback" in self.actions:
-            self.keeper.keep(trainer.model, {"epoch": trainer.epoch, "step": state.get("steps", 0)})
-            trainer.method_state[KEPT] = {"state": self.keeper.state, "when": self.keeper.when}
+            self.keeper.keep(run.model, {"epoch": run.epoch, "step": state.get("steps", 0)})
+            run.state[KEPT] = {"state": self.keeper.state, "when": self.keeper.when}
         return out
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def on_epoch_start(self, run: RunView) -> None:
         self._epoch_log = {}
-        kept = trainer.method_state.get(KEPT)
+        kept = run.state.get(KEPT)
         if self.keeper.state is None and kept is not None:  # resumed: the weights an uninterrupted run had kept
             self.keeper.state, self.keeper.when = kept["state"], kept["when"]
 
-    def on_step_end(self, trainer: Trainer, out: dict[str, Any]) -> None:
+    def on_step_end(self, run: RunView, out: dict[str, Any]) -> None:
         if not self.every_steps:
             return
-        state = self._state(trainer)
+        state = self._state(run)
         state["steps"] = steps = state.get("steps", 0) + 1  # optimizer steps of the run (saved: resumes count on)
         if steps % self.every_steps:
             return
-        rec = self.measure(trainer)
+        rec = self.measure(run)
         if rec["spectral_flag"]:
             self._epoch_log["spectral_flag"] = True
             self._epoch_log.setdefault("spectral_actions", rec["spectral_actions"])
             if state["flag_step"] is None:
-                state["flag_step"], state["flag_epoch"] = steps, trainer.epoch + 1
+                state["flag_step"], state["flag_epoch"] = steps, run.epoch + 1
         self._epoch_log |= {"spectral_stat": rec["spectral_stat"], "spectral_score": rec["spectral_score"]}
 
-    def on_epoch_metrics(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_epoch_metrics(self, run: RunView, metrics: dict[str, Any]) -> None:
         if self.every_steps:
             rec = {"spectral_flag": False} | self._epoch_log
-        elif trainer.epoch % self.every == 0:
-            rec = self.measure(trainer)
-            state = trainer.method_state[STATE]
+        elif run.epoch % self.every == 0:
+            rec = self.measure(run)
+            state = run.state[STATE]
             if rec["spectral_flag"] and state["flag_epoch"] is None:
-                state["flag_epoch"] = trainer.epoch
+                state["flag_epoch"] = run.epoch
         else:
             return
-        state = trainer.method_state.get(STATE) or {}
+        state = run.state.get(STATE) or {}
         metrics |= rec | {"spectral_flag_epoch": state.get("flag_epoch")}
         if self.every_steps:
             metrics["spectral_flag_step"] = state.get("flag_step")

@@ -22,7 +22,7 @@ from pgdat.errors import PgdatError
 from pgdat.training.callbacks import CALLBACKS, Callback, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pgdat.training.trainer import Trainer
+    from pgdat.training.run_view import RunView
 
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -61,12 +61,12 @@ class _StepBuffer(Callback):
         self.every_steps, self.step = every_steps, 0
         self.pending: list[tuple[int, dict[str, torch.Tensor]]] = []
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
-        self.step = trainer.epoch * len(trainer.loader.loader) * trainer.method.replays
+    def on_epoch_start(self, run: RunView) -> None:
+        self.step = run.step
         self.pending = []
 
-    def on_step_end(self, trainer: Trainer, out: dict[str, Any]) -> None:
-        self.step += 1
+    def on_step_end(self, run: RunView, out: dict[str, Any]) -> None:
+        self.step = run.step
         if self.every_steps and self.step % self.every_steps == 0:
             self.pending.append((self.step, {k: v.detach().float().reshape(()) for k, v in out.items()
                                              if isinstance(v, torch.Tensor) and v.numel() == 1}))
@@ -92,17 +92,17 @@ class TensorBoardLogger(_StepBuffer):
         super().__init__(every_steps)
         self.log_dir, self.writer = log_dir, None
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, run: RunView) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        path = Path(self.log_dir) if self.log_dir else trainer.out / "tensorboard"
+        path = Path(self.log_dir) if self.log_dir else run.out / "tensorboard"
         self.writer, self.marker = SummaryWriter(str(path)), path / ".logged_epoch"
         logged = int(self.marker.read_text()) if self.marker.is_file() else 0
-        config = yaml.safe_dump(config_to_dict(trainer.cfg), sort_keys=False)
-        self.writer.add_text("config", "    " + config.replace("\n", "\n    "), trainer.epoch)
-        self.writer.add_text("header", "    " + json.dumps(trainer.header, indent=1).replace("\n", "\n    "),
-                             trainer.epoch)
-        for metrics in trainer.history:  # epochs checkpointed but not yet in the event files (a kill in between)
+        config = yaml.safe_dump(config_to_dict(run.cfg), sort_keys=False)
+        self.writer.add_text("config", "    " + config.replace("\n", "\n    "), run.epoch)
+        self.writer.add_text("header", "    " + json.dumps(run.header, indent=1).replace("\n", "\n    "),
+                             run.epoch)
+        for metrics in run.history:  # epochs checkpointed but not yet in the event files (a kill in between)
             if metrics["epoch"] > logged:
                 self._epoch(metrics)
         self.writer.flush()
@@ -112,7 +112,7 @@ class TensorBoardLogger(_StepBuffer):
             if key != "epoch":
                 self.writer.add_scalar(f"epoch/{key}", value, metrics["epoch"])
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_epoch_end(self, run: RunView, metrics: dict[str, Any]) -> None:
         for step, values in self.take_steps():
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
@@ -120,12 +120,12 @@ class TensorBoardLogger(_StepBuffer):
         self.writer.flush()
         write_text(self.marker, str(metrics["epoch"]))
 
-    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+    def on_fit_end(self, run: RunView, summary: dict[str, Any]) -> None:
         if summary:
             table, scalars = final_table(summary)
-            self.writer.add_text("final", table, trainer.epoch)
+            self.writer.add_text("final", table, run.epoch)
             for key, value in scalars.items():
-                self.writer.add_scalar(key, value, trainer.epoch)
+                self.writer.add_scalar(key, value, run.epoch)
         self.writer.close()
 
 
@@ -147,26 +147,26 @@ class WandbLogger(_StepBuffer):
                              "offline keeps everything local, e.g. mode: offline")
         self.project, self.mode, self.entity, self.dir, self.run = project, mode, entity, dir, None
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, run: RunView) -> None:
         try:
             import wandb
         except ImportError:
             raise PgdatError(f"callback 'wandb' needs the wandb package: {self.install_hint}; or remove "
                              "{name: wandb} from train.callbacks") from None
-        id_file = trainer.out / "wandb_id"
+        id_file = run.out / "wandb_id"
         run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
         write_text(id_file, run_id)
         self.run = wandb.init(project=self.project, entity=self.entity, mode=self.mode, id=run_id, resume="allow",
-                              dir=str(self.dir or trainer.out), name=trainer.cfg.name,
-                              config=config_to_dict(trainer.cfg) | {"header": trainer.header})
+                              dir=str(self.dir or run.out), name=run.cfg.name,
+                              config=config_to_dict(run.cfg) | {"header": run.header})
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_epoch_end(self, run: RunView, metrics: dict[str, Any]) -> None:
         for step, values in self.take_steps():
             self.run.log(values, step=step)
-        end = metrics["epoch"] * len(trainer.loader.loader) * trainer.method.replays
+        end = metrics["epoch"] * run.steps_per_epoch
         self.run.log({f"epoch/{k}": v for k, v in numeric(metrics).items()}, step=max(end, self.step))
 
-    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+    def on_fit_end(self, run: RunView, summary: dict[str, Any]) -> None:
         if summary:
             table, scalars = final_table(summary)
             self.run.summary.update(scalars | {"final_table": table})

@@ -33,13 +33,15 @@ from pgdat.precision import autocast, resolve_precision
 from pgdat.rundir import RunLock, is_run_file
 from pgdat.runinfo import run_info
 from pgdat.threat import BOXES, resolve_box
-from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
+from pgdat.training.callback_list import build_callbacks
+from pgdat.training.callbacks import Callback, ConsoleLogger, CurvePlotter, MetricsLogger
 from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
 from pgdat.training.extension import extend_config, extension_record, is_extension, schedule_epochs
 from pgdat.training.health import HealthCheck
 from pgdat.training.kill_hook import kill_after_step, kill_if_reached
 from pgdat.training.optim import build_optimizer
+from pgdat.training.run_view import RunProgress, RunView
 from pgdat.training.schedules import lr_at
 from pgdat.training.setup import (
     EMA,
@@ -106,6 +108,9 @@ class Trainer:
     held for the whole training (else the trainer holds one while it sets up and while it fits: a second process
     writing into ``out`` is refused). ``extend_epochs``: with ``resume``, train that many epochs more than the run's
     ``train.epochs`` (recorded in ``train.extensions``, see :mod:`pgdat.training.extension`).
+
+    The constructor builds objects only (config, data, model, method, callbacks) and writes nothing; :meth:`start`
+    (called by :meth:`fit`) does the run's I/O. Call it first to read a resumed run's state before ``fit()``.
     """
 
     def __init__(self, cfg: Config, out: str | Path, *, resume: bool = False,
@@ -153,10 +158,10 @@ class Trainer:
         self.ema = EMA(self.model, cfg.optim.ema) if cfg.optim.ema > 0 else None
         self.loader = make_loader(self.data, cfg, self.device, self.dist)
         self.train_model, self.attack_model = self._wrap(self.model)
-        self.epoch, self.history = 0, []
+        self.progress = RunProgress()  # epoch, optimizer step and stop request: read by callbacks through the view
+        self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": 0, "selected_by": cfg.eval.select_by}
         self.method_state: dict[str, Any] = {}
-        self.stop_reason: str | None = None  # set by a callback to end training after the current epoch
         self.kill_at = kill_after_step()  # tests only: PGDAT_TEST_KILL_AFTER_STEP (see training/kill_hook.py)
         self.header = {"type": "header", **run_info(self.device), "seed": cfg.train.seed, "name": cfg.name,
                        "world_size": self.dist.world, "precision": self.precision,
@@ -169,16 +174,58 @@ class Trainer:
         self.callbacks = list(callbacks) if callbacks is not None else defaults  # the caller's list is not extended
         self.callbacks += build_callbacks(self._callback_specs())
         self.callbacks.append(HealthCheck())  # flags a run stuck at chance or diverging (training/health.py)
-        with self._owned(create=not resume):
+        self.resume, self.extend_epochs = resume, extend_epochs
+        self.removed_temps: list[Path] = []
+        self._started = False
+        self.view: RunView | None = None  # what callbacks see; built by start()
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed (kept in :attr:`progress`, which the callbacks' view reads)."""
+        return self.progress.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.progress.epoch = value
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why training ends after the current epoch (set by callbacks through their view); None: it goes on."""
+        return self.progress.stop_reason
+
+    @stop_reason.setter
+    def stop_reason(self, value: str | None) -> None:
+        self.progress.stop_reason = value
+
+    def start(self) -> Trainer:
+        """The run's I/O, once (``fit()`` calls it): under the run directory's lock, remove the temp files of
+        interrupted writes, then load ``last.pt`` (resume, extension) or create the directory and write
+        ``init.pt``; finally build the callbacks' :class:`RunView`. Returns the trainer."""
+        if self._started:
+            return self
+        with self._owned(create=not self.resume):
             # temp files of the run's own writes that a kill interrupted (exact names, this directory only)
             self.removed_temps = remove_stale_temps(self.out, is_run_file) \
                 if self.dist.is_main and self.out.is_dir() else []
-            if resume:
-                self._load(self.out / "last.pt", extend_epochs)
+            if self.resume:
+                self._load(self.out / "last.pt", self.extend_epochs)
             elif self.dist.is_main:
                 self.out.mkdir(parents=True, exist_ok=True)
                 save_checkpoint({"model": self.model.state_dict(), "model_config": self.model_cfg,
-                                 "config": config_to_dict(cfg)}, self.out / "init.pt")
+                                 "config": config_to_dict(self.cfg)}, self.out / "init.pt")
+        self.view, self._started = self._make_view(), True
+        return self
+
+    def _make_view(self) -> RunView:
+        """The callbacks' view of this run (see :mod:`pgdat.training.run_view`): the run's objects, no Trainer."""
+        steps_per_epoch = len(self.loader.loader) * self.method.replays
+        self.progress.step = self.epoch * steps_per_epoch
+        return RunView(cfg=self.cfg, out=self.out, model=self.model, attack_model=self.attack_model,
+                       optimizer=self.optimizer, method=self.method, data=self.data, device=self.device,
+                       precision=self.precision, channels_last=self.channels_last, dist=self.dist,
+                       attack=self.attack_cfg, box=self.box, n_index=self.n_index, steps_per_epoch=steps_per_epoch,
+                       history=self.history, header=self.header, state=self.method_state,
+                       callbacks=tuple(self.callbacks), progress=self.progress)
 
     def _owned(self, create: bool = True) -> contextlib.AbstractContextManager:
         """The run directory's lock for a phase that writes it: the caller's (kept), else one held for the phase;
@@ -207,13 +254,15 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, then evaluate best.pt and last.pt on the test set; returns the summary."""
+        self.start()
         with self._owned():
             return self._fit()
 
     def _fit(self) -> dict[str, Any]:
+        view = self.view
         if self.dist.is_main:
             for cb in self.callbacks:
-                cb.on_fit_start(self)
+                cb.on_fit_start(view)
         if self.epoch < self.cfg.train.epochs and self.stop_reason is None:
             preflight_evaluation(self, self.attack_model)  # an eval.batch_size that does not fit fails now
         while self.epoch < self.cfg.train.epochs and self.stop_reason is None:
@@ -231,7 +280,7 @@ class Trainer:
             if ATTACK_COST in self.method_state:  # cumulative input-gradient evaluations of craft(), all processes
                 metrics["attack_grad_evals"] = self.method_state[ATTACK_COST]["grad_evals"] * self.dist.world
             for cb in self.callbacks:
-                cb.on_epoch_metrics(self, metrics)
+                cb.on_epoch_metrics(view, metrics)
             if self.stop_reason is not None:
                 metrics["stop_reason"] = self.stop_reason
             self.history.append(metrics)
@@ -239,12 +288,13 @@ class Trainer:
         summary = final_evaluation(self)  # every rank: the final evaluation shards its points over the ranks
         if self.dist.is_main:
             for cb in self.callbacks:
-                cb.on_fit_end(self, summary)
+                cb.on_fit_end(view, summary)
         barrier(self.dist)
         return summary
 
     def train_epoch(self) -> dict[str, Any]:
         """One pass over the training split; metrics are accumulated as tensors and synced once at the end."""
+        view = self.start().view  # started already under fit(); a direct call (benchmarks) starts the run here
         cfg, dev, e = self.cfg, self.device, self.epoch
         self.model.train()
         gen = torch.Generator(device=dev).manual_seed(stream_seed(cfg.train.seed, e, self.dist.rank, "attack"))
@@ -256,7 +306,7 @@ class Trainer:
         stats = torch.zeros(6, device=dev)  # loss sum, n, clean correct, clean n, adv correct, adv n
         first_bad = torch.full((), -1, device=dev, dtype=torch.long)
         for cb in self.callbacks:
-            cb.on_epoch_start(self)
+            cb.on_epoch_start(view)
         batches = self.loader.epoch(e)
         n_batches = len(batches)
         if cfg.train.progress and self.dist.is_main and sys.stderr.isatty():  # a bar only for a person watching: a
@@ -274,9 +324,10 @@ class Trainer:
             loss = out["loss"]
             for fn in ctx.after_step:
                 fn()
+            self.progress.step = step = e * n_batches * self.method.replays + i + 1
             for cb in self.callbacks:
-                cb.on_step_end(self, out)
-            kill_if_reached(e * n_batches * self.method.replays + i + 1, self.kill_at)
+                cb.on_step_end(view, out)
+            kill_if_reached(step, self.kill_at)
             if self.ema is not None:
                 self.ema.update(self.model)
             with torch.no_grad():
@@ -374,7 +425,7 @@ class Trainer:
             if every and self.epoch % every == 0:
                 save_checkpoint(state, self.out / f"epoch_{self.epoch}.pt")
             for cb in self.callbacks:
-                cb.on_epoch_end(self, metrics)
+                cb.on_epoch_end(self.view, metrics)
         barrier(self.dist)
 
     def state_dict(self) -> dict[str, Any]:

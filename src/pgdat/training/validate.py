@@ -273,15 +273,13 @@ def _check_components(cfg: Config) -> None:
 
     from pgdat.data.transforms import TRANSFORMS
     from pgdat.models.registry import check_model_options
-    from pgdat.training.callbacks import CALLBACK_MODULES, CALLBACKS
+    from pgdat.training.callback_list import CALLBACKS
 
     try:
         check_model_options(cfg.model.name, cfg.model.kwargs)
     except PgdatError as err:
         _fail("model.kwargs", str(err))
     _check_entries("data.transforms", cfg.data.transforms, TRANSFORMS, ("bundle", "seed"))
-    for mod in CALLBACK_MODULES:
-        importlib.import_module(mod)
     _check_entries("train.callbacks", cfg.train.callbacks, CALLBACKS, ())
     for spec in cfg.train.callbacks:  # optional packages a callback declares it needs (e.g. tensorboard, wandb)
         cls = CALLBACKS[spec["name"]]
