@@ -18,8 +18,8 @@ from scipy.stats import t
 from pgdat.cli.main import main
 from pgdat.errors import PgdatError
 from pgdat.experiments.sweep import parse_grid, parse_seeds, plan_sweep, point_names, run_state
+from pgdat.killhook import KILL_ENV
 from pgdat.rundir import RunLock
-from pgdat.training.kill_hook import KILL_ENV
 from tests.conftest import TINY, cli_sets, snapshot
 
 # 192 training images in batches of 64: 3 optimizer steps per epoch, fp32 on CPU

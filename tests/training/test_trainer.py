@@ -17,9 +17,9 @@ import yaml
 import pgdat
 from pgdat.config import load_config
 from pgdat.errors import PgdatError
+from pgdat.killhook import KILL_ENV
 from pgdat.methods import METHODS
 from pgdat.training import Trainer
-from pgdat.training.kill_hook import KILL_ENV
 
 
 def _metrics(run: Path) -> list[dict]:

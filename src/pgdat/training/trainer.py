@@ -23,6 +23,7 @@ from pgdat.checkpoint import build_model, load_checkpoint, model_config, remove_
 from pgdat.config import Config, config_from_dict, config_to_dict
 from pgdat.data.bundle import DataBundle
 from pgdat.errors import PgdatError
+from pgdat.killhook import kill_at, kill_if_reached
 from pgdat.memory import TRAIN_BATCH, free_memory, is_oom, largest_fitting, oom_error
 from pgdat.methods import METHODS, StepContext, build_method
 from pgdat.methods.base import ATTACK_COST
@@ -39,7 +40,6 @@ from pgdat.training.distributed import all_reduce_sum, barrier, init_distributed
 from pgdat.training.evaluation import evaluate_splits, final_evaluation, preflight_evaluation
 from pgdat.training.extension import extend_config, extension_record, is_extension, schedule_epochs
 from pgdat.training.health import HealthCheck
-from pgdat.training.kill_hook import kill_after_step, kill_if_reached
 from pgdat.training.optim import build_optimizer
 from pgdat.training.run_view import RunProgress, RunView
 from pgdat.training.schedules import lr_at
@@ -162,7 +162,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": 0, "selected_by": cfg.eval.select_by}
         self.method_state: dict[str, Any] = {}
-        self.kill_at = kill_after_step()  # tests only: PGDAT_TEST_KILL_AFTER_STEP (see training/kill_hook.py)
+        self.kill_at = kill_at()  # tests only: PGDAT_TEST_KILL_AFTER_STEP (see pgdat/killhook.py)
         self.header = {"type": "header", **run_info(self.device), "seed": cfg.train.seed, "name": cfg.name,
                        "world_size": self.dist.world, "precision": self.precision,
                        "attack_bn_mode": cfg.attack.bn_mode, "bn_var": cfg.model.bn_var,
