@@ -108,6 +108,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000, help="test images (default 1000)")
     p.add_argument("--batch-size", type=int, default=250, help="pgdat's batch size (the reference runs at 250)")
     p.add_argument("--precision", default="auto", help="pgdat's attack precision (auto, fp32, bf16, fp16)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="pgdat's model in channels_last for part 1 (as `pgdat eval --channels-last`; default on)")
     p.add_argument("--no-default-final", action="store_true", help="skip part 2")
     p.add_argument("--no-autoattack", action="store_true", help="skip part 1 (standard AutoAttack)")
     args = p.parse_args()
@@ -129,8 +131,10 @@ def main() -> None:
     t_ref, acc_ref, after = reference(model, x, y, eps, seed, 250)
     print(f"part 1: reference pyautoattack (plain, batch 250): {t_ref:8.1f} s  robust accuracy {100 * acc_ref:6.2f}%"
           f"  after each: {', '.join(f'{k} {100 * v:.2f}%' for k, v in after.items())}", flush=True)
-    t_pg, res = pgdat_run(model, x, y, eps, seed, args.batch_size, args.precision)
-    print(f"part 1: pgdat cascade (batch {res.batch_size}, {args.precision}): {t_pg:8.1f} s  robust accuracy "
+    pg_model = model.to(memory_format=torch.channels_last) if args.channels_last else model
+    t_pg, res = pgdat_run(pg_model, x, y, eps, seed, args.batch_size, args.precision)
+    fmt = "channels_last" if args.channels_last else "contiguous"
+    print(f"part 1: pgdat cascade (batch {res.batch_size}, {args.precision}, {fmt}): {t_pg:8.1f} s  robust accuracy "
           f"{100 * res.robust_accuracy:6.2f}%  after each: "
           f"{', '.join(f'{k} {100 * v:.2f}%' for k, v in res.accuracy.items())}")
     print(f"speed-up {t_ref / t_pg:.2f}x (target >= 3x); robust accuracy difference "

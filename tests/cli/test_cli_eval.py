@@ -57,3 +57,29 @@ def test_eval_bad_input_is_one_clear_line(capsys, args, msg):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "train" in capsys.readouterr().out
+
+
+def test_channels_last_gives_the_contiguous_numbers_and_leaves_the_format_to_the_model(tmp_path, monkeypatch):
+    """--channels-last runs the model in channels_last (seen by evaluate) with the same accuracies as a contiguous
+    run for deterministic attacks on this model."""
+    import torch
+
+    import pgdat.cli.eval as cli_eval
+
+    formats = []
+    real = cli_eval.evaluate
+
+    def spy(model, x, *a, **kw):
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+        formats.append(conv.weight.is_contiguous(memory_format=torch.channels_last)
+                       and not conv.weight.is_contiguous())
+        return real(model, x, *a, **kw)
+
+    monkeypatch.setattr(cli_eval, "evaluate", spy)
+    args = ["eval", "--model", "small_cnn", "--data", "mnist5k", "--attacks", "clean,fgsm", "--eps", "0.1",
+            "--n", "32", "--no-progress"]
+    assert main([*args, "--json", str(tmp_path / "a.json")]) == 0
+    assert main([*args, "--channels-last", "--json", str(tmp_path / "b.json")]) == 0
+    assert formats == [False, True]
+    a, b = (json.loads((tmp_path / f).read_text())["accuracy"] for f in ("a.json", "b.json"))
+    assert a == b

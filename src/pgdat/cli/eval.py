@@ -31,6 +31,7 @@ from pgdat.eval import evaluate, sanity_checks
 from pgdat.eval.labels import cascade_label
 from pgdat.eval.progress import PrintProgress
 from pgdat.memory import CLI_EVAL_BATCH
+from pgdat.models.memory_format import MIN_CPU_CHANNELS, channels_last_ok
 from pgdat.rundir import guard_output
 from pgdat.runinfo import run_info
 from pgdat.threat import PIXEL_SCALES, parse_eps
@@ -60,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu, cuda or cuda:N (default cuda when a GPU is visible, else cpu)")
     p.add_argument("--precision", default="fp32", help="autocast for attack passes: fp32, bf16, fp16, auto")
+    p.add_argument("--channels-last", action="store_true",
+                   help="run the model in channels_last (faster convolutions with --precision bf16/fp16/auto on GPUs "
+                        "and AMX CPUs; logits round differently, so results may differ from a contiguous run by the "
+                        "last bits)")
     p.add_argument("--sanity", action="store_true", help="also run the eps=0 / huge-eps / zero-gradient checks")
     p.add_argument("--masking-checks", action="store_true",
                    help="also run the gradient-masking guards (zero gradients, steps/eps monotonicity, black box)")
@@ -160,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
     json_path = guard_output(args.json_out, "--json", "eval.json") if args.json_out else None  # never a run's file
     main_rank = _join_process_group(args)  # under torchrun: before the model is placed on this rank's device
     model, x, y, cfg = _model_and_data(args)
+    if args.channels_last and x.dim() == 4:
+        if channels_last_ok(model, x.device):
+            model = model.to(memory_format=torch.channels_last)
+        else:
+            print(f"note: --channels-last ignored on {x.device}: convolutions narrower than {MIN_CPU_CHANNELS} "
+                  "channels crash in channels_last on CPU (a PyTorch/oneDNN bug)", file=sys.stderr)
     # out of memory: go on at half the batch size, with a warning (also in the JSON): accuracies do not depend on
     # the batch size except through the attacks' random starts, and a long evaluation should not die at the end
     # under torchrun the points are sharded over the ranks; every rank gets the gathered result, rank 0 reports it
