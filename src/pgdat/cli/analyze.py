@@ -19,11 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         add(sub.add_parser(name, help=help_text, description=help_text))
 
 
+@register_command("analyze", "analyses over trained runs and checkpoints", add_arguments)
 def run(args: argparse.Namespace) -> int:
     if args.analysis is None:
         print("analyses: " + (", ".join(sorted(ANALYSES)) or "none"))
         return 2
     return ANALYSES.get(args.analysis)[1](args)
-
-
-register_command("analyze", "analyses over trained runs and checkpoints", add_arguments, run)

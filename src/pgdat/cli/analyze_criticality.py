@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (criticality.json, criticality.md, heatmap.png)")
 
 
+@register_analysis("criticality",
+                   "layer criticality: reset each conv/linear layer and measure the output change",
+                   add_arguments)
 def run(args: argparse.Namespace) -> int:
     from pgdat.analysis.criticality import checkpoint_criticality, format_table, load_subset, plot_heatmap
     from pgdat.checkpoint import check_fits_dataset, load_checkpoint, resolve_checkpoint
@@ -58,7 +61,3 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     print(f"wrote {out / 'criticality.json'}, {out / 'criticality.md'} and heatmap_*.png")
     return 0
-
-
-register_analysis("criticality", "layer criticality: reset each conv/linear layer and measure the output change",
-                  add_arguments, run)

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output directory (default RUN/induced)")
 
 
+@register_analysis("induced",
+                   "AT-induced distribution: IDE test error and local dispersion per checkpoint",
+                   add_arguments)
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     out = Path(args.out) if args.out else run_dir / "induced"
@@ -44,7 +47,3 @@ def run(args: argparse.Namespace) -> int:
               f", local dispersion {r['local_dispersion']:.4g}")
     print(f"wrote {out / 'induced.json'} and {out / 'induced.png'}")
     return 0
-
-
-register_analysis("induced", "AT-induced distribution: IDE test error and local dispersion per checkpoint",
-                  add_arguments, run)

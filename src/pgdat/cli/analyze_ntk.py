@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output directory (default: RUN/ntk_analysis for one run)")
 
 
+@register_analysis("ntk",
+                   "empirical NTK over training: kernel velocity and spectrum from NTKSnapshot files",
+                   add_arguments)
 def run(args: argparse.Namespace) -> int:
     runs = [Path(r) for r in args.runs]
     out = Path(args.out) if args.out else runs[0] / "ntk_analysis"
@@ -25,7 +28,3 @@ def run(args: argparse.Namespace) -> int:
                   f"top eigenvalue {r['top_eigenvalue']:.4g}, effective rank {r['effective_rank']:.3g}")
     print(f"wrote {out / 'ntk.json'} and {out / 'ntk.png'}")
     return 0
-
-
-register_analysis("ntk", "empirical NTK over training: kernel velocity and spectrum from NTKSnapshot files",
-                  add_arguments, run)

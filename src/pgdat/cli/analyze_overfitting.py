@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="write robust_overfitting.json and .png here (default: first run)")
 
 
+@register_analysis("overfitting", "robust overfitting: best vs last robust accuracy, train-test gap", add_arguments)
 def run(args: argparse.Namespace) -> int:
     runs = {Path(r).name: read_history(Path(r)) for r in args.runs}
     out = Path(args.out) if args.out else Path(args.runs[0])
@@ -30,6 +31,3 @@ def run(args: argparse.Namespace) -> int:
     plot_robust_overfitting(runs, out / "robust_overfitting.png")
     print(f"wrote {out / 'robust_overfitting.json'} and {out / 'robust_overfitting.png'}")
     return 0
-
-
-register_analysis("overfitting", "robust overfitting: best vs last robust accuracy, train-test gap", add_arguments, run)

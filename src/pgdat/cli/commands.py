@@ -16,14 +16,23 @@ COMMANDS: Registry[tuple[AddArguments, Run, str]] = Registry("command")
 ANALYSES: Registry[tuple[AddArguments, Run, str]] = Registry("analysis")
 
 
-def register_command(name: str, help_text: str, add_arguments: AddArguments, run: Run) -> None:
-    """Make ``pgdat NAME`` available: ``add_arguments`` fills its parser, ``run`` executes it."""
-    COMMANDS.register(name)((add_arguments, run, help_text))
+def register_command(name: str, help_text: str, add_arguments: AddArguments) -> Callable[[Run], Run]:
+    """Decorator on a command's ``run(args) -> exit code``: makes ``pgdat NAME`` available, its parser filled by
+    ``add_arguments``; returns ``run`` unchanged."""
+    def deco(run: Run) -> Run:
+        COMMANDS.register(name)((add_arguments, run, help_text))
+        return run
+
+    return deco
 
 
-def register_analysis(name: str, help_text: str, add_arguments: AddArguments, run: Run) -> None:
-    """Make ``pgdat analyze NAME`` available."""
-    ANALYSES.register(name)((add_arguments, run, help_text))
+def register_analysis(name: str, help_text: str, add_arguments: AddArguments) -> Callable[[Run], Run]:
+    """Decorator on an analysis's ``run(args)``: makes ``pgdat analyze NAME`` available."""
+    def deco(run: Run) -> Run:
+        ANALYSES.register(name)((add_arguments, run, help_text))
+        return run
+
+    return deco
 
 
 def is_interrupt(e: BaseException) -> bool:

@@ -159,6 +159,7 @@ def _print_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arg
     return [f.__dict__ for f in findings]
 
 
+@register_command("eval", "robust accuracy under a cascade of attacks", add_arguments)
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     eps, step_size = _check_options(args)
@@ -210,6 +211,3 @@ def run(args: argparse.Namespace) -> int:
     if args.claim:
         write_claim(args, res, cfg, out["info"], time.perf_counter() - t_start)
     return 0
-
-
-register_command("eval", "robust accuracy under a cascade of attacks", add_arguments, run)

@@ -35,6 +35,7 @@ def _targets(args: argparse.Namespace, source: Path) -> tuple[Path, Path]:
     return weights, desc
 
 
+@register_command("export", "write a run's weights as safetensors plus a JSON of the model config", add_arguments)
 def run(args: argparse.Namespace) -> int:
     from pgdat.checkpoint import atomic_write_bytes, load_checkpoint, resolve_checkpoint
     from pgdat.models.export import check_exportable, export_description, safetensors_bytes
@@ -53,7 +54,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"load it without pgdat: safetensors.torch.load_file('{weights}') and the model_config in {desc_path.name}; "
           f"or evaluate it: pgdat.models.export.load_exported('{desc_path}')")
     return 0
-
-
-register_command("export", "write a run's weights as safetensors plus a JSON of the model config", add_arguments,
-                 run)

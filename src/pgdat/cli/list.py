@@ -223,6 +223,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON ({category: [entries]}) instead of text")
 
 
+@register_command("list",
+                  "list the models, methods, attacks, datasets, recipes, callbacks or experiments",
+                  add_arguments)
 def run(args: argparse.Namespace) -> int:
     if args.category is not None and args.category not in CATEGORIES:
         raise PgdatError(f"unknown category '{args.category}'; valid: {', '.join(CATEGORIES)}, e.g. pgdat list methods")
@@ -233,7 +236,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("\n\n".join(format_text(c, es) for c, es in listed.items()))
     return 0
-
-
-register_command("list", "list the models, methods, attacks, datasets, recipes, callbacks or experiments",
-                 add_arguments, run)

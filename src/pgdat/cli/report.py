@@ -13,6 +13,7 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", default="pgdat report", help="title of the HTML page (default 'pgdat report')")
 
 
+@register_command("report", "self-contained HTML report of one or more runs", add_report_arguments)
 def run_report(args: argparse.Namespace) -> int:
     from pgdat.report import write_report
     from pgdat.report.seeds import expand_runs
@@ -28,6 +29,9 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="md", help="md, csv or json (default md)")
 
 
+@register_command("compare",
+                  "comparison table of runs (best/last robust, clean, time, passes; seeds: mean ± std (n))",
+                  add_compare_arguments)
 def run_compare(args: argparse.Namespace) -> int:
     from pgdat.report import format_table, load_run
     from pgdat.report.seeds import expand_runs, json_rows, table_rows, text_rows
@@ -35,8 +39,3 @@ def run_compare(args: argparse.Namespace) -> int:
     rows = table_rows([load_run(r) for r in expand_runs(args.runs)])  # runs differing only by seed: one row
     print(format_table(json_rows(rows) if args.format == "json" else text_rows(rows, percent=False), args.format))
     return 0
-
-
-register_command("report", "self-contained HTML report of one or more runs", add_report_arguments, run_report)
-register_command("compare", "comparison table of runs (best/last robust, clean, time, passes; seeds: mean ± std (n))",
-                 add_compare_arguments, run_compare)

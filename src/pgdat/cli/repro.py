@@ -43,6 +43,7 @@ def _list() -> None:
             print(f"  {c.name}: {c.left} {c.op} {right}  [{c.source}]")
 
 
+@register_command("repro", "reproduce a paper experiment in one command", add_arguments)
 def run(args: argparse.Namespace) -> int:
     from pgdat.experiments.runner import run_experiment
 
@@ -56,6 +57,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(result.seeds)} seed(s) in {result.wall_seconds:.0f} s; summary: {out / 'summary.md'}, "
           f"{out / 'summary.json'}, {out / 'report.html'}")
     return 0
-
-
-register_command("repro", "reproduce a paper experiment in one command", add_arguments, run)

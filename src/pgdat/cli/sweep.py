@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "sweep.replaced-N.json); finished runs of points kept are reused, others stay on disk")
 
 
+@register_command("sweep",
+                  "a grid of config values times seeds, one resumable run each, summarised over seeds",
+                  add_arguments)
 def run(args: argparse.Namespace) -> int:
     from pgdat.experiments.sweep import parse_grid, parse_seeds, plan_sweep
     from pgdat.experiments.sweep_run import run_sweep
@@ -53,7 +56,3 @@ def run(args: argparse.Namespace) -> int:
         print("pgdat sweep: the summary holds the finished runs only; rerun the same command to retry the others")
         return 1
     return 0
-
-
-register_command("sweep", "a grid of config values times seeds, one resumable run each, summarised over seeds",
-                 add_arguments, run)

@@ -111,6 +111,7 @@ def _resume(args: argparse.Namespace) -> int:
         return _train(cfg, out, args, lock)
 
 
+@register_command("train", "train a model (default: PGD-AT on the embedded MNIST sample)", add_arguments)
 def run(args: argparse.Namespace) -> int:
     _check_flags(args)
     if args.resume:
@@ -147,6 +148,3 @@ def _train(cfg: Config, out: Path, args: argparse.Namespace, lock: RunLock | Non
                 print(f"{which}{ep}: test {accs} on {summary['n']} images")
         print(f"run saved in {out} (config.yaml, metrics.jsonl, curves.png, best.pt, last.pt, final.json)")
     return 0
-
-
-register_command("train", "train a model (default: PGD-AT on the embedded MNIST sample)", add_arguments, run)
