@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from pgdat.config import load_config
 from pgdat.methods import METHODS
+from pgdat.methods.facts import method_facts, register_method
 from pgdat.training import Trainer
 from pgdat.training.health import at_chance, chance_rate, diverged
 
@@ -54,7 +55,7 @@ def ascent_method():
         logits = model(x)
         return {"loss": -F.cross_entropy(logits.float(), y), "logits_clean": logits}
 
-    METHODS["test_ascent"] = ascent
+    register_method("test_ascent", method_facts("standard"))(ascent)  # a clean-training loss, gone wrong
     yield "test_ascent"
     del METHODS["test_ascent"]
 
@@ -80,7 +81,7 @@ def collapse_method():
         logits = model(x)
         return {"loss": F.cross_entropy(logits.float(), torch.zeros_like(y)), "logits_clean": logits}
 
-    METHODS["test_collapse"] = collapse
+    register_method("test_collapse", method_facts("standard"))(collapse)
     yield "test_collapse"
     del METHODS["test_collapse"]
 

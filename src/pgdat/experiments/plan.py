@@ -75,7 +75,8 @@ def spec_callbacks(spec: RunSpec) -> list[Any] | None:
     defaults followed by them."""
     if not spec.callbacks:
         return None
-    from pgdat.training.callbacks import ConsoleLogger, CurvePlotter, MetricsLogger, build_callbacks
+    from pgdat.training.callback_list import build_callbacks
+    from pgdat.training.callbacks import ConsoleLogger, CurvePlotter, MetricsLogger
 
     return [MetricsLogger(), CurvePlotter(), ConsoleLogger(), *build_callbacks([dict(c) for c in spec.callbacks])]
 
