@@ -11,8 +11,8 @@ from pgdat.training.callbacks import CurvePlotter
 def _fake_trainer(tmp_path, epochs: int) -> SimpleNamespace:
     history = [{"epoch": e, "lr": 0.1, "val_robust_acc": 0.5, "per_class_test_robust_acc": [0.5, 0.4],
                 "per_class_test_clean_acc": [0.9, 0.8]} for e in range(1, epochs + 1)]
-    return SimpleNamespace(history=history, epoch=epochs, best={"epoch": 1}, cfg=SimpleNamespace(name="t"),
-                           out=tmp_path)
+    cfg = SimpleNamespace(name="t", data=SimpleNamespace(name="mnist5k"))
+    return SimpleNamespace(history=history, epoch=epochs, best={"epoch": 1}, cfg=cfg, out=tmp_path)
 
 
 def test_redraws_are_throttled_and_the_fit_end_always_draws(tmp_path, monkeypatch):

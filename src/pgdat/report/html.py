@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pgdat.analysis.plots import evaluated_points, percent, plain_text, plt
+from pgdat.analysis.plots import class_names, evaluated_points, label_classes, percent, plain_text, plt
 from pgdat.checkpoint import atomic_write_bytes
 from pgdat.report.runs import Run, format_table, load_run, summary_row
 
@@ -103,6 +103,9 @@ def per_class_figure(run: Run) -> str | None:
     width = 0.8 / len(keys)
     for j, k in enumerate(keys):
         ax.bar([i + j * width for i in range(len(last[k]))], percent(last[k]), width, label=plain_text(k))
+    data = run.config.get("data") if isinstance(run.config, dict) else None
+    label_classes(ax, class_names(data.get("name") if isinstance(data, dict) else None, len(last[keys[0]])),
+                  offset=width * (len(keys) - 1) / 2)
     ax.set_xlabel("class")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=7)
