@@ -150,3 +150,17 @@ def test_the_check_sees_a_clipped_title() -> None:
     ax.set_title("short")
     assert len(clipped) == 1 and "too long" in clipped[0] and clipped_texts(fig) == []
     plt.close(fig)
+
+
+def test_experiment_plots_are_not_clipped(saved, tmp_path) -> None:
+    from pgdat.experiments import co_features, deat, memorization, reat
+
+    history = _history()
+    memorization._plot({"pgd_at": history, "trades": history}, tmp_path / "memorization.png")
+    deat._plot([{"method": m, "lr_over_b": 0.05 / b, "robust_gap": 0.1, "best_robust_test": 0.4}
+                for m, b in (("pgd_at", 32), ("pgd_at", 128), ("deat", 64))], tmp_path / "deat.png")
+    co_features.plot_heatmaps([{"method": m, "beta": b, "eps_255": 51.0, "pgd_acc": 0.5}
+                               for m in co_features.METHODS for b in (0.0, 40.0)], tmp_path / "co_features.png")
+    reat._plot([{"method": m, "per_class_robust": [0.6 - 0.05 * c for c in range(10)]} for m in reat.METHODS],
+               tmp_path / "reat.png")
+    _assert_unclipped(saved, 4)
