@@ -135,7 +135,7 @@ def label_classes(ax, names: list[str], offset: float = 0.0) -> float:
     slant = max(map(len, names), default=0) > 3
     ax.set_xticks([c + offset for c in range(len(names))], [plain_text(s) for s in names],
                   rotation=30 if slant else 0, ha="right" if slant else "center", fontsize=8 if slant else 10)
-    return 0.16 + 0.022 * min(max(map(len, names)), 12) if slant else 0.16
+    return 0.18 + 0.01 * min(max(map(len, names)), 12) if slant else 0.16
 
 
 def plot_per_class(metrics: dict[str, Any], path: Path, *, title: str = "", dataset: str | None = None) -> Path | None:
