@@ -164,3 +164,12 @@ def test_experiment_plots_are_not_clipped(saved, tmp_path) -> None:
     reat._plot([{"method": m, "per_class_robust": [0.6 - 0.05 * c for c in range(10)]} for m in reat.METHODS],
                tmp_path / "reat.png")
     _assert_unclipped(saved, 4)
+
+
+def test_report_per_class_legend_names_the_split_and_the_attack() -> None:
+    from pgdat.report.html import per_class_label
+
+    assert per_class_label("per_class_test_clean_acc", "PGD-10, per-epoch") == "test clean"
+    assert per_class_label("per_class_test_robust_acc", "PGD-10, per-epoch") == "test PGD-10, per-epoch"
+    assert per_class_label("per_class_test_robust_acc", None) == "test robust"
+    assert per_class_label("per_class_odd_key_here", None) == "per_class_odd_key_here"
