@@ -204,3 +204,12 @@ def test_marker_parts_are_read_and_typos_refused() -> None:
     assert parse_marker(" skip (needs a GPU) ")["skip"] == "needs a GPU"
     with pytest.raises(ValueError, match="not understood"):
         parse_marker("slwo")
+
+
+def test_eval_takes_n_images_for_torchrun() -> None:
+    """The README's torchrun line needs ``--n-images``: torchrun's own parser stops at ``--n`` (ambiguous prefix)."""
+    from pgdat.cli.main import build_parser
+
+    args = build_parser().parse_args(["eval", "--checkpoint", "runs/default", "--n-images", "64"])
+    assert args.n == 64
+    assert build_parser().parse_args(["eval", "--checkpoint", "runs/default", "--n", "32"]).n == 32
