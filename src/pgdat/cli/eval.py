@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "levels (then --eps 8 means 8/255)")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model norm (default linf)")
     p.add_argument("--step-size", default=None, help="PGD/CW step size (default 2.5*eps/steps)")
-    p.add_argument("--n", type=int, default=1000, help="evaluate the first N test images (default 1000; 0 = all)")
+    p.add_argument("--n", "--n-images", dest="n", type=int, default=1000,  # torchrun's parser takes --n as its own
+                   help="evaluate the first N test images (default 1000; 0 = all); under torchrun write --n-images")
     p.add_argument("--batch-size", type=int, default=REFERENCE_BATCH,
                    help=f"images per attack batch (default {REFERENCE_BATCH}, the reference AutoAttack's: its "
                         "components draw random starts per batch, so only its batches reproduce its plain run; halved "

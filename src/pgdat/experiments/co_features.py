@@ -134,7 +134,8 @@ def plot_heatmaps(rows: list[dict[str, Any]], path: Path) -> Path:
     methods = list(dict.fromkeys(panel(r) for r in rows))
     betas = sorted({r["beta"] for r in rows})
     epss = sorted({r["eps_255"] for r in rows})
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3), squeeze=False,
+                             layout="constrained")  # the x labels were clipped at the bottom
     for ax, m in zip(axes[0], methods, strict=True):
         grid = np.full((len(betas), len(epss)), np.nan)
         for r in rows:

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pgdat.analysis.plots import evaluated_points, percent, plain_text, plt
+from pgdat.analysis.plots import class_names, evaluated_points, label_classes, percent, plain_text, plt
 from pgdat.checkpoint import atomic_write_bytes
 from pgdat.report.runs import Run, format_table, load_run, summary_row
 from pgdat.report.seeds import SeedGroup, curve_stats, group_row, json_rows, seed_groups, text_rows
@@ -129,6 +129,17 @@ def traces_figure(run: Run, prefixes: tuple[str, ...], ylabel: str) -> str | Non
     return _png(fig)
 
 
+def per_class_label(key: str, robust_by: object) -> str:
+    """Legend name of a ``per_class_<split>_<kind>_acc`` list: ``test clean``, ``test PGD-10, per-epoch`` (the
+    attack that ``robust_acc_by`` records), else the key itself."""
+    parts = key.removeprefix("per_class_").removesuffix("_acc").split("_")
+    if len(parts) != 2:
+        return key
+    split, kind = parts
+    named = kind == "robust" and isinstance(robust_by, str) and robust_by
+    return f"{split} {robust_by}" if named else f"{split} {kind}"
+
+
 def per_class_figure(run: Run) -> str | None:
     """Bar plot of the last epoch's per-class accuracies (metrics ``per_class_*`` lists), or None."""
     last = run.history[-1] if run.history else {}
@@ -138,10 +149,15 @@ def per_class_figure(run: Run) -> str | None:
     fig, ax = plt.subplots(figsize=(8, 3))
     width = 0.8 / len(keys)
     for j, k in enumerate(keys):
-        ax.bar([i + j * width for i in range(len(last[k]))], percent(last[k]), width, label=plain_text(k))
+        ax.bar([i + j * width for i in range(len(last[k]))], percent(last[k]), width,
+               label=plain_text(per_class_label(k, last.get("robust_acc_by"))))
+    data = run.config.get("data") if isinstance(run.config, dict) else None
+    label_classes(ax, class_names(data.get("name") if isinstance(data, dict) else None, len(last[keys[0]])),
+                  offset=width * (len(keys) - 1) / 2)
     ax.set_xlabel("class")
     ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=7)
+    # above the axes: inside, the legend hid the last classes' bars
+    ax.legend(fontsize=7, ncol=len(keys), loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return _png(fig)
 

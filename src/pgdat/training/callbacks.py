@@ -102,7 +102,8 @@ class CurvePlotter(Callback):
                              title=title)
         latest = next((m for m in reversed(run.history) if "per_class_test_robust_acc" in m), None)
         if latest is not None and latest["epoch"] != self.per_class_epoch:
-            plot_per_class(latest, run.out / "per_class.png", title=f"{title}, epoch {latest['epoch']}")
+            plot_per_class(latest, run.out / "per_class.png", title=f"{title}, epoch {latest['epoch']}",
+                           dataset=run.cfg.data.name)
             self.per_class_epoch = latest["epoch"]
         self.drawn_at = time.perf_counter()
         self.cost, self.drawn_epoch = self.drawn_at - t0, run.epoch
