@@ -100,7 +100,7 @@ class TensorBoardLogger(_StepBuffer):
         logged = int(self.marker.read_text()) if self.marker.is_file() else 0
         config = yaml.safe_dump(config_to_dict(run.cfg), sort_keys=False)
         self.writer.add_text("config", "    " + config.replace("\n", "\n    "), run.epoch)
-        self.writer.add_text("header", "    " + json.dumps(run.header, indent=1).replace("\n", "\n    "),
+        self.writer.add_text("header", "    " + json.dumps(dict(run.header), indent=1).replace("\n", "\n    "),
                              run.epoch)
         for metrics in run.history:  # epochs checkpointed but not yet in the event files (a kill in between)
             if metrics["epoch"] > logged:
@@ -158,7 +158,7 @@ class WandbLogger(_StepBuffer):
         write_text(id_file, run_id)
         self.run = wandb.init(project=self.project, entity=self.entity, mode=self.mode, id=run_id, resume="allow",
                               dir=str(self.dir or run.out), name=run.cfg.name,
-                              config=config_to_dict(run.cfg) | {"header": run.header})
+                              config=config_to_dict(run.cfg) | {"header": dict(run.header)})
 
     def on_epoch_end(self, run: RunView, metrics: dict[str, Any]) -> None:
         for step, values in self.take_steps():
