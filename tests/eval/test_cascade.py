@@ -135,3 +135,17 @@ def test_state_of_another_evaluation_is_refused_and_kept(tiny_model, tiny_batch,
     with pytest.raises(PgdatError, match=r"belongs to another evaluation \(differs in: eps\)"):
         evaluate(tiny_model, x, y, attacks="clean,pgd-3", eps=0.2, batch_size=8, state_path=state)
     assert state.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["square", pytest.param("apgd-ce", marks=pytest.mark.slow),
+                                  pytest.param("apgd-t", marks=pytest.mark.slow),
+                                  pytest.param("fab-t", marks=pytest.mark.slow)])
+def test_reference_components_run_under_bf16_autocast(name):
+    """bf16 attack iterations on the reference's code: the logits reach its losses as fp32 (its Square attack wrote
+    bf16 losses into fp32 buffers and failed), every adversarial example stays in the eps-ball and the box."""
+    from pgdat.attacks.autoattack import autoattack_component
+
+    model, x, y = _ten_class_model()
+    x_adv = autoattack_component(model, x[:4], y[:4], name=name, eps=0.05, precision="bf16")
+    assert x_adv.dtype == x.dtype and (x_adv - x[:4]).abs().max() <= 0.05 + 1e-6
+    assert 0 <= x_adv.min() and x_adv.max() <= 1

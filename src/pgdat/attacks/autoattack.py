@@ -66,6 +66,18 @@ def _perturb(adversary, name: str, x: torch.Tensor, y: torch.Tensor, seed: int) 
     return attack.perturb(x, y)
 
 
+class _Fp32Logits(nn.Module):
+    """``model`` with its logits cast to fp32: under autocast the convolutions run in bf16/fp16 while the reference's
+    losses and bookkeeping see fp32 logits (its Square attack writes losses into fp32 buffers and fails on bf16)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).float()
+
+
 def autoattack_component(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, name: str, eps: float,
                          norm: str = "linf", seed: int = 0, precision: str = "fp32") -> torch.Tensor:
     """Run one reference AutoAttack component on (x (B, C, H, W) in [0,1], y (B,)); returns x_adv (B, C, H, W).
@@ -77,7 +89,8 @@ def autoattack_component(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     """
     if eps <= 0:
         return x.detach().clone()
-    adversary = _adversary(model, x.device, eps, norm, seed)
+    net = model if precision == "fp32" else _Fp32Logits(model)  # fp32 runs the reference's own code unchanged
+    adversary = _adversary(net, x.device, eps, norm, seed)
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), autocast(precision, x.device):
         x_adv = _perturb(adversary, name, x, y, seed)
