@@ -142,7 +142,8 @@ def test_state_of_another_evaluation_is_refused_and_kept(tiny_model, tiny_batch,
                                   pytest.param("fab-t", marks=pytest.mark.slow)])
 def test_reference_components_run_under_bf16_autocast(name):
     """bf16 attack iterations on the reference's code: the logits reach its losses as fp32 (its Square attack wrote
-    bf16 losses into fp32 buffers and failed), every adversarial example stays in the eps-ball and the box."""
+    bf16 losses into fp32 buffers and failed on the default CNN; it now runs in fp32, forward passes only), every
+    adversarial example stays in the eps-ball and the box."""
     from pgdat.attacks.autoattack import autoattack_component
 
     model, x, y = _ten_class_model()

@@ -83,12 +83,15 @@ def autoattack_component(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     """Run one reference AutoAttack component on (x (B, C, H, W) in [0,1], y (B,)); returns x_adv (B, C, H, W).
 
     name: ``apgd-ce``, ``apgd-t``, ``fab-t`` or ``square`` (standard settings), or ``apgd-dlr`` / ``fab`` (the
-    reference's class defaults, 5 restarts). precision: autocast for the attack's iterations (``bf16``/``fp16``);
+    reference's class defaults, 5 restarts). precision: autocast for the attack's iterations (``bf16``/``fp16``;
+    Square, forward passes only, always runs in fp32: the reference's code mixes its loss dtypes otherwise);
     the caller must re-check every success in fp32, since a low-precision argmax can invent one. The reference seeds
     the global RNG; it is forked here, so the caller's random streams are untouched. The model must be in eval mode.
     """
     if eps <= 0:
         return x.detach().clone()
+    if name == "square":  # forward passes only; its loss buffers take the dtype of the first loss, then mismatch
+        precision = "fp32"
     net = model if precision == "fp32" else _Fp32Logits(model)  # fp32 runs the reference's own code unchanged
     adversary = _adversary(net, x.device, eps, norm, seed)
     devices = [x.device] if x.device.type == "cuda" else []
