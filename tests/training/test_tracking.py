@@ -96,7 +96,8 @@ def test_tensorboard_backfills_epochs_a_kill_kept_out_of_the_event_files(tmp_pat
     Trainer(load_config("default", [*over, "train.epochs=1"]), run, callbacks=[MetricsLogger()]).fit()
     for f in (run / "tensorboard").iterdir():  # as if killed after last.pt but before the events were written
         f.unlink()
-    Trainer(load_config("default", [*over, "train.epochs=2"]), run, callbacks=[MetricsLogger()], resume=True).fit()
+    Trainer(load_config("default", [*over, "train.epochs=1"]), run, callbacks=[MetricsLogger()], resume=True,
+            extend_epochs=1).fit()  # one more epoch, as --extend-epochs 1
     rows = metrics_of(run)
     acc = read_events(run / "tensorboard")
     assert scalars(acc, "epoch/train_loss") == pytest.approx({m["epoch"]: m["train_loss"] for m in rows}, rel=1e-6)
