@@ -11,7 +11,7 @@ from torch import nn
 
 from pgdat.errors import PgdatError
 from pgdat.eval import evaluate
-from pgdat.eval.progress import BatchEvent, PrintProgress
+from pgdat.eval.progress import AttackDoneProgress, BatchEvent, PrintProgress
 
 
 def _ten_class_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -93,6 +93,17 @@ def test_progress_prints_one_plain_line_per_batch(tiny_model, tiny_batch):
     assert last_pgd.left == 0 and last_pgd.batch == last_pgd.batches and last_pgd.eta == 0
     assert last_pgd.robust == int(res.flags["pgd-2"].sum())
     assert all(k in lines[0] for k in ("points left", "robust", "s/batch", "ETA"))
+
+
+def test_quiet_progress_prints_one_line_per_attack(tiny_model, tiny_batch):
+    x, y = tiny_batch
+    out = io.StringIO()
+    res = evaluate(tiny_model, x, y, attacks="clean,pgd-2,fgsm", eps=0.3, batch_size=16,
+                   progress=AttackDoneProgress(out, prefix="[final last] "))
+    lines = out.getvalue().splitlines()
+    attacked = [a for a in ("pgd-2", "fgsm") if res.flags["clean" if a == "pgd-2" else "pgd-2"].any()]
+    assert [line.split()[3] for line in lines] == attacked  # "[final last] [eval] ATTACK done: ..."
+    assert f"({int(res.flags[attacked[-1]].sum())}/{len(y)})" in lines[-1]
 
 
 class _Killed(Exception):

@@ -73,12 +73,14 @@ def test_report_in_headless_chromium(two_runs, tmp_path):
     out = tmp_path / "r.html"
     assert main(["report", *map(str, two_runs), "-o", str(out)]) == 0
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
-    dom = subprocess.run([CHROMIUM, *FLAGS, *profile, "--dump-dom", out.as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
-    status = re.search(r'<p id="status" data-images="(\d+)" data-broken="(\d+)" data-errors="(\d+)">(\w+)', dom)
+    dom = subprocess.run([CHROMIUM, *FLAGS, *profile, "--window-size=1200,2000", "--dump-dom", out.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    status = re.search(r'<p id="status" data-images="(\d+)" data-broken="(\d+)" data-errors="(\d+)" '
+                       r'data-overflow="(\d)">(\w+)', dom)
     assert status, "the page's load handler did not run"
-    images, broken, errors, word = status.groups()
+    images, broken, errors, overflow, word = status.groups()
     assert int(images) >= 5 and broken == "0" and errors == "0" and word == "ok"
+    assert overflow == "0", "the page is wider than a 1200 px window (a table or image overflows)"
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, *FLAGS, *profile, "--window-size=1200,2000", f"--screenshot={shot}", out.as_uri()],
                    capture_output=True, timeout=120, check=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgdat.analysis.plots import percent, plt
+from pgdat.analysis.plots import class_names, label_classes, percent, plt
 from pgdat.experiments.base import register_experiment
 from pgdat.experiments.claims import Claim
 from pgdat.experiments.plan import RunSpec, TrainedRun
@@ -82,7 +82,7 @@ def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) ->
                      "robust_acc": last["test_robust_acc"], "tail_clean_acc": last["test_tail_clean_acc"],
                      "tail_robust_acc": last["test_tail_robust_acc"], "head_robust_acc": last["test_head_robust_acc"],
                      "per_class_robust": last["per_class_test_robust_acc"]})
-    _plot(rows, out / "per_class_robust.png")
+    _plot(rows, out / "per_class_robust.png", runs[0].trainer.cfg.data.name if runs else None)
     write_summary(out, [{k: v for k, v in r.items() if k != "per_class_robust"} for r in rows],
                   runs=[r.dir for r in runs],
                   title="Long-tailed adversarial training: PGD-AT vs REAT",
@@ -92,13 +92,17 @@ def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) ->
     return rows
 
 
-def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+def _plot(rows: list[dict[str, Any]], path: Path, dataset: str | None = None) -> None:
+    """Grouped bars of each method's per-class robust test accuracy (%), x ticks named by ``dataset``'s classes
+    (the long-tail transform gives class c the c-th largest training count)."""
     fig, ax = plt.subplots(figsize=(9, 3.8))
     width = 0.8 / len(rows)
     for j, r in enumerate(rows):
         ax.bar([c + j * width for c in range(len(r["per_class_robust"]))], percent(r["per_class_robust"]),
                width, label=r["method"])
-    ax.set_xlabel("class (0 = head, training count decreasing)")
+    if rows:
+        label_classes(ax, class_names(dataset, len(rows[0]["per_class_robust"])), offset=0.4 - width / 2)
+    ax.set_xlabel("class (head to tail: training count decreasing)")
     ax.set_ylabel("robust test accuracy (%)")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -26,13 +26,15 @@ window.addEventListener('error', e => window.__errors.push(String(e.message || e
 window.addEventListener('load', () => {
   const bad = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length;
   const s = document.getElementById('status');
+  const wide = document.documentElement.scrollWidth > document.documentElement.clientWidth ? 1 : 0;
   s.dataset.images = document.images.length; s.dataset.broken = bad; s.dataset.errors = window.__errors.length;
-  s.textContent = (bad === 0 && window.__errors.length === 0) ? 'ok' : 'problems';
+  s.dataset.overflow = wide;
+  s.textContent = (bad === 0 && window.__errors.length === 0 && wide === 0) ? 'ok' : 'problems';
 });
 </script>"""
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+.tbl{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f3f3f3}pre{background:#f7f7f7;padding:8px;font-size:12px;max-height:300px;overflow:auto}
 img{max-width:100%;border:1px solid #eee}section{margin-bottom:32px}#status{color:#888;font-size:11px}"""
 
@@ -174,7 +176,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         return f"<td>{html.escape(text)}</td>"
 
     body = "".join("<tr>" + "".join(cell(c, r.get(c)) for c in cols) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f'<div class="tbl"><table><tr>{head}</tr>{body}</table></div>'
 
 
 def _esc(value: Any) -> str:

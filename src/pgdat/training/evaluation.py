@@ -13,7 +13,7 @@ from pgdat.checkpoint import atomic_write_bytes, load_model
 from pgdat.data.bundle import as_unit_float
 from pgdat.eval import EvalResult, check_batch_fits, evaluate
 from pgdat.eval.labels import cascade_label, per_epoch_label
-from pgdat.eval.progress import PrintProgress
+from pgdat.eval.progress import AttackDoneProgress, PrintProgress
 from pgdat.memory import EVAL_BATCH, FINAL_BATCH
 from pgdat.training.distributed import all_reduce_sum, barrier
 from pgdat.training.health import health_summary
@@ -120,14 +120,14 @@ def evaluate_final(run: RunView, model: nn.Module, x: torch.Tensor, y: torch.Ten
     memory, with a warning), with fp32 attacks on the model as loaded from its checkpoint (contiguous: no
     channels_last, whose convolutions round differently), as a plain reference run on it would; sharded over
     the ranks under torchrun; with ``which`` (best, last) resumable from ``RUN/final_{which}.state`` (written after
-    every batch, removed at the end); a progress line per batch on stderr when ``train.progress`` is on (main
-    process only)."""
+    every batch, removed at the end); on stderr (main process only) a progress line per batch when
+    ``train.progress`` is on, else one line per finished attack."""
     cfg = run.cfg
-    show = cfg.train.progress and run.dist.is_main
+    printer = PrintProgress if cfg.train.progress else AttackDoneProgress
     return evaluate(model, x, y, attacks=cfg.eval.final_attacks, eps=cfg.attack.eps, norm=cfg.attack.norm,
                     batch_size=cfg.eval.final_batch_size, step_size=cfg.eval.step_size, seed=cfg.train.seed,
                     on_oom="halve", batch_option=FINAL_BATCH, box=run.box,
-                    progress=PrintProgress(prefix=f"[final {which or 'model'}] ") if show else None,
+                    progress=printer(prefix=f"[final {which or 'model'}] ") if run.dist.is_main else None,
                     state_path=run.out / f"final_{which}.state" if which else None, distributed=True)
 
 
