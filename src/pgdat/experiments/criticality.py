@@ -98,7 +98,7 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 @register_experiment("criticality", plan=plan, claims=CLAIMS, metrics=metrics,
-                     title="Layer criticality across training methods", default_seeds={"cpu": 1, "cpu-resnet": 1})
+                     title="Layer criticality across training methods", default_seeds={"cpu": 3, "cpu-resnet": 1})
 def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
     """Per-layer criticality rows of every run, heat maps (clean and PGD inputs) and ``criticality_table.txt``."""
     p = PRESETS[preset]
