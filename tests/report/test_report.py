@@ -113,3 +113,25 @@ def test_cost_column_reads_the_method_facts():
     assert run_passes(cfg("rs_fgsm")) == 2 and run_passes(cfg("grad_align")) == 4  # were None before the facts
     assert run_passes(cfg("free_at", m=4)) == 4 and run_passes(cfg("awp", base="trades")) == 14
     assert run_passes(cfg("no_such_method")) is None and run_passes(cfg("pgd_at", beta=6)) is None
+
+
+def test_health_flags_reach_compare_and_report(two_runs, tmp_path, capsys):
+    """A run the trainer's health check flagged says so in the comparison table and at the top of its section
+    (escaped: the flag text comes from a run file); a healthy run reads "ok"; a run without final.json yet takes
+    the flags from its epochs in metrics.jsonl."""
+    flagged = tmp_path / "flagged"
+    shutil.copytree(two_runs[0], flagged)
+    final = json.loads((flagged / "final.json").read_text())
+    final["health"] = {"flags": ["training loss diverged: epoch 2 loss <script>1e9</script>"], "chance": {}}
+    (flagged / "final.json").write_text(json.dumps(final))
+    assert main(["compare", str(flagged), str(two_runs[1]), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["health"].startswith("training loss diverged") and rows[1]["health"] == "ok"
+    page = render_report([load_run(flagged), load_run(two_runs[1])])
+    assert page.count('<p class="health">') == 1 and "&lt;script&gt;1e9" in page and "<script>1e9" not in page
+
+    (flagged / "final.json").unlink()  # mid-run: the epochs' flags
+    lines = (flagged / "metrics.jsonl").read_text().splitlines()
+    row = json.loads(lines[-1]) | {"health_flags": ["clean train accuracy stayed at chance: at most 10.0%"]}
+    (flagged / "metrics.jsonl").write_text("\n".join(lines[:-1] + [json.dumps(row)]) + "\n")
+    assert load_run(flagged).health_flags == ["clean train accuracy stayed at chance: at most 10.0%"]

@@ -78,6 +78,15 @@ def test_group_row_is_mean_std_n_of_the_seeds(sweep_dir):
     mean, sd = statistics.mean(last), statistics.stdev(last)
     assert md["best_robust"] == f"{mean:.4f} ± {sd:.4f} (3)"
     assert pct["best_robust"] == f"{100 * mean:.2f}% ± {100 * sd:.2f}% (3)"
+    assert row["health"] == "ok"
+
+
+def test_group_row_names_the_flagged_seeds(sweep_dir):
+    """One flagged seed of three: the group's health cell says which, not just one of the values."""
+    final = sweep_dir / "eps0.3" / "seed1" / "final.json"
+    final.write_text(json.dumps(json.loads(final.read_text()) | {"health": {"flags": ["at chance"], "chance": {}}}))
+    row = group_row(SeedGroup([load_run(sweep_dir / "eps0.3" / f"seed{s}") for s in ROBUST]))
+    assert row["health"] == "1 of 3 flagged (train.seed 1)"
 
 
 def test_a_single_run_row_is_unchanged(sweep_dir):

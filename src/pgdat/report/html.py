@@ -36,7 +36,8 @@ window.addEventListener('load', () => {
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}
 .tbl{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f3f3f3}pre{background:#f7f7f7;padding:8px;font-size:12px;max-height:300px;overflow:auto}
-img{max-width:100%;border:1px solid #eee}section{margin-bottom:32px}#status{color:#888;font-size:11px}"""
+img{max-width:100%;border:1px solid #eee}section{margin-bottom:32px}#status{color:#888;font-size:11px}
+.health{color:#900;background:#fdecec;border:1px solid #e99;padding:6px 10px}"""
 
 
 def _png(fig) -> str:
@@ -191,6 +192,9 @@ def run_section(run: Run) -> str:
              f"<p>{_esc(h.get('device', ''))} · pgdat {_esc(h.get('pgdat', '?'))} · torch {_esc(h.get('torch', '?'))}"
              f" · git {_esc(h.get('git_sha', '?'))} · seed {_esc(h.get('seed'))}</p>",
              _img(curves_figure([run], title=f"{run.name}: learning curves"), f"{run.name} learning curves")]
+    if run.health_flags:  # the trainer's health check flagged the run: said before any of its numbers
+        parts.insert(2, "<p class=\"health\"><b>HEALTH:</b> " + "<br>".join(_esc(f) for f in run.health_flags)
+                     + "</p>")
     for which in ("best", "last"):
         block = run.final.get(which)
         if block:

@@ -26,6 +26,16 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def health_flags(self) -> list[str]:
+        """The trainer's health flags (:mod:`pgdat.training.health`): ``final.json["health"]["flags"]``, else (a
+        run without its final evaluation yet) the first flag of each kind over the epochs' ``health_flags``."""
+        from pgdat.training.health import first_of_each_kind
+
+        health = self.final.get("health")
+        flags = health.get("flags") if isinstance(health, dict) else first_of_each_kind(self.history)
+        return [str(f) for f in flags] if isinstance(flags, list) else []
+
 
 MAX_RUN_FILE_BYTES = 256 << 20  # metrics.jsonl of a long run with per-class rows is a few MB
 _NUM = (int, float)
@@ -75,6 +85,9 @@ def _check_row(row: Any, where: str) -> None:
                    "a list of numbers, e.g. [0.9, 0.8]")
         elif key == "best_epoch":
             _check(_is_num(value, none=True), where, key, value, "an integer or null, e.g. 3")
+        elif key == "health_flags":
+            _check(isinstance(value, list) and all(isinstance(f, str) for f in value), where, key, value,
+                   'a list of strings, e.g. ["training loss diverged: ..."]')
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -163,7 +176,8 @@ def summary_row(run: Run) -> dict[str, Any]:
             "final_attacks": run.final.get("robust_accuracy_by") or run.final.get("attacks"),
             "per_epoch_attack": next((m["robust_acc_by"] for m in run.history if m.get("robust_acc_by")), None),
             "wall_s": round(wall, 1),
-            "passes_per_example": run_passes(run.config)}
+            "passes_per_example": run_passes(run.config),
+            "health": "; ".join(run.health_flags) or "ok"}
 
 
 def format_table(rows: list[dict[str, Any]], fmt: str) -> str:

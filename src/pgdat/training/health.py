@@ -3,7 +3,8 @@
 A flag never stops training (the run's numbers may still be wanted); it is written where a reader looks: each
 epoch's ``health_flags`` in ``metrics.jsonl`` (empty list: healthy), a ``HEALTH:`` console line when a flag first
 appears, and ``final.json["health"]`` (``{"flags": [...], "chance": ...}``, written with the final evaluation, in the
-same atomic write), which ``pgdat repro`` summaries repeat.
+same atomic write), which ``pgdat repro`` summaries repeat, ``pgdat compare`` shows in its ``health`` column
+(``ok`` when unflagged) and ``pgdat report`` shows in that column and at the top of the run's section.
 
 - **At chance:** over the last ``patience`` epochs (all epochs when the run has fewer), the clean accuracy stayed
   within ``margin`` of chance. Chance is the share of the split's largest class (a constant predictor's accuracy:
