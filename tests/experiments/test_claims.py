@@ -73,3 +73,14 @@ def test_every_registered_claim_is_complete():
         assert exp.claims and exp.title
         for c in exp.claims:
             assert c.statement and c.source and c.paper_scale, (exp.name, c.name)
+
+
+def test_small_values_keep_three_significant_digits():
+    """A kernel distance of 0.0123 ± 0.0045 must not print as 0.01 ± 0.00; accuracies keep 2 decimals."""
+    from pgdat.experiments.claims import Interval
+
+    assert Interval(0.0123, 0.0045, 3).text() == "0.0123 ± 0.0045"
+    assert Interval(60.444, 5.8231, 3).text("%") == "60.44 ± 5.82%"
+    assert Interval(0.5, None, 1).text() == "0.500" and Interval(0.0, 0.0, 3).text() == "0.00 ± 0.00"
+    r = evaluate(claim(), [{"a": 0.0312, "b": 0.0051}, {"a": 0.0290, "b": 0.0049}, {"a": 0.0333, "b": 0.0050}])
+    assert "a 0.0312 ± 0.0053" in r.line() and r.verdict == "shown"

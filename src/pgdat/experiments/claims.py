@@ -64,9 +64,19 @@ class Interval:
     n: int
 
     def text(self, unit: str = "") -> str:
+        """``mean ± half`` with 2 decimals, more for small values (3 significant digits of the larger of the two:
+        a kernel distance of 0.0123 must not print as 0.01)."""
+        d = decimals(max(abs(self.mean), abs(self.half or 0.0)))
         if self.half is None:
-            return f"{self.mean:.2f}{unit}"
-        return f"{self.mean:.2f} ± {self.half:.2f}{unit}"
+            return f"{self.mean:.{d}f}{unit}"
+        return f"{self.mean:.{d}f} ± {self.half:.{d}f}{unit}"
+
+
+def decimals(magnitude: float) -> int:
+    """Decimals that show ``magnitude`` to 3 significant digits, at least 2 and at most 8 (2 for 0)."""
+    if not magnitude > 0 or not math.isfinite(magnitude) or magnitude >= 1:
+        return 2
+    return min(8, max(2, 2 - math.floor(math.log10(magnitude))))
 
 
 def t_quantile(df: int) -> float:
