@@ -100,3 +100,12 @@ def test_criticality_over_two_seeds_trains_distinct_seeds(tmp_path, monkeypatch,
     assert seeds == [0, 1]
     report = (tmp_path / "report.html").read_text()
     assert "<h2>claims</h2>" in report and "at-more-critical" in report
+
+
+def test_per_seed_table_keeps_small_values_readable():
+    """A per-seed NTK velocity of 9.5e-06 reads as such, not 0.00 (the table said 0.00 for every last epoch)."""
+    from pgdat.experiments.runner import ReproResult, _metrics_table
+
+    result = ReproResult(EXPERIMENTS.get("ntk"), "cpu", [0, 1], [], [{"v": 9.51e-06, "acc": 60.444},
+                                                                       {"v": 0.0114, "acc": 58.0}], [], [], 1.0)
+    assert _metrics_table(result)[2:] == ["| v | 0.00000951 | 0.0114 |", "| acc | 60.44 | 58.00 |"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from pgdat.checkpoint import atomic_write_bytes
 from pgdat.experiments import EXPERIMENTS, Experiment
-from pgdat.experiments.claims import MULTI_SEED_RULE, SINGLE_SEED_RULE, ClaimResult, evaluate
+from pgdat.experiments.claims import MULTI_SEED_RULE, SINGLE_SEED_RULE, ClaimResult, decimals, evaluate
 from pgdat.experiments.seeds import seed_dir, seed_offsets
 
 
@@ -92,7 +92,7 @@ def _metrics_table(result: ReproResult) -> list[str]:
              "|---|" + "---|" * len(result.seeds)]
     for k in keys:
         vals = [m.get(k) for m in result.metrics]
-        lines.append(f"| {k} | " + " | ".join("" if v is None else f"{v:.2f}" for v in vals) + " |")
+        lines.append(f"| {k} | " + " | ".join("" if v is None else f"{v:.{decimals(abs(v))}f}" for v in vals) + " |")
     return lines
 
 
