@@ -64,7 +64,7 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 @register_experiment("ntk", plan=plan, claims=CLAIMS, metrics=metrics,
-                     title="Empirical NTK over clean vs adversarial training")
+                     title="Empirical NTK over clean vs adversarial training", default_seeds={"cpu": 3})
 def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
     """Kernel velocity, top eigenvalue and effective rank per snapshot of each run; ``ntk.json``, ``ntk.png``."""
     p = PRESETS[preset]
