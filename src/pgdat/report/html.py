@@ -167,7 +167,8 @@ def per_class_figure(run: Run) -> str | None:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    # a header may break after an underscore (best_<wbr>robust), so a wide table still fits the page
+    head = "".join(f"<th>{html.escape(c).replace('_', '_<wbr>')}</th>" for c in cols)
 
     def cell(col: str, v: Any) -> str:
         if isinstance(v, float) and any(w in col for w in ("robust", "clean", "accuracy")):
