@@ -21,7 +21,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"recipe": "default", "base": CPU_BASE, "data": "mnist5k", "n": 500, "trials": 3, "adv_eps": 0.1,
             "adv_steps": 10, "norm": "linf",
             "runs": [("standard", 0.0), ("pgd_at", 0.1), ("pgd_at", 0.3), ("trades", 0.3)]},
-    # Closer to the paper (issue 24): a residual net (ResNet-18 layout, width 8: 21 conv layers + head) on the same
+    # Closer to the paper (issue 24): a residual net (ResNet-18 layout, width 8: 20 conv layers + head) on the same
     # embedded data, standard vs PGD-AT at three eps. Same training budget as "cpu".
     "cpu-resnet": {"recipe": "default", "base": CPU_BASE + ["model.name=resnet18", "model.kwargs={width: 8}"],
                    "data": "mnist5k", "n": 500, "trials": 3, "adv_eps": 0.1, "adv_steps": 10, "norm": "linf",
@@ -98,7 +98,7 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 @register_experiment("criticality", plan=plan, claims=CLAIMS, metrics=metrics,
-                     title="Layer criticality across training methods", default_seeds={"cpu": 3, "cpu-resnet": 1})
+                     title="Layer criticality across training methods", default_seeds={"cpu": 3, "cpu-resnet": 3})
 def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
     """Per-layer criticality rows of every run, heat maps (clean and PGD inputs) and ``criticality_table.txt``."""
     p = PRESETS[preset]
