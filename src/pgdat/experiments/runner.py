@@ -50,17 +50,14 @@ def run_runs(out: Path) -> list[Path]:
 
 def health_flags(out: Path) -> list[dict[str, Any]]:
     """The runs under ``out`` whose ``final.json`` carries health flags (see :mod:`pgdat.training.health`)."""
-    from pgdat.training.health import first_of_each_kind
+    from pgdat.training.health import recorded_flags
 
     flagged = []
     for run in run_runs(out):
         final = json.loads((run / "final.json").read_text())
-        if "health" in final:
-            flags = final["health"]["flags"]
-        else:  # a final.json written before the health check existed: the epochs' flags in metrics.jsonl
-            log = run / "metrics.jsonl"
-            lines = log.read_text().splitlines()[1:] if log.is_file() else []
-            flags = first_of_each_kind([json.loads(s) for s in lines])
+        log = run / "metrics.jsonl"  # read only when final.json has no health block (written before the check)
+        lines = log.read_text().splitlines()[1:] if "health" not in final and log.is_file() else []
+        flags = recorded_flags(final, [json.loads(s) for s in lines])
         if flags:
             flagged.append({"run": str(run.relative_to(out)), "flags": flags})
     return flagged

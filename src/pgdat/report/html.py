@@ -34,7 +34,8 @@ window.addEventListener('load', () => {
 </script>"""
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}
-.tbl{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+.tbl{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:8px 0}
+td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f3f3f3}pre{background:#f7f7f7;padding:8px;font-size:12px;max-height:300px;overflow:auto}
 img{max-width:100%;border:1px solid #eee}section{margin-bottom:32px}#status{color:#888;font-size:11px}
 .health{color:#900;background:#fdecec;border:1px solid #e99;padding:6px 10px}"""

@@ -30,11 +30,9 @@ class Run:
     def health_flags(self) -> list[str]:
         """The trainer's health flags (:mod:`pgdat.training.health`): ``final.json["health"]["flags"]``, else (a
         run without its final evaluation yet) the first flag of each kind over the epochs' ``health_flags``."""
-        from pgdat.training.health import first_of_each_kind
+        from pgdat.training.health import recorded_flags
 
-        health = self.final.get("health")
-        flags = health.get("flags") if isinstance(health, dict) else first_of_each_kind(self.history)
-        return [str(f) for f in flags] if isinstance(flags, list) else []
+        return recorded_flags(self.final, self.history)
 
 
 MAX_RUN_FILE_BYTES = 256 << 20  # metrics.jsonl of a long run with per-class rows is a few MB

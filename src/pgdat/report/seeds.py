@@ -131,7 +131,8 @@ def group_row(group: SeedGroup) -> dict[str, Any]:
             nums = [float(v) for v in values if v is not None]
             out[key] = seed_stat(nums) if nums else None
         elif key == "health":  # which seeds the health check flagged (the flags are in each run's section)
-            bad = [str(r.config.get("train", {}).get("seed")) for r, v in zip(group.runs, values) if v != "ok"]
+            bad = [str(r.config.get("train", {}).get("seed")) for r, v in zip(group.runs, values, strict=True)
+                   if v != "ok"]
             out[key] = f"{len(bad)} of {len(rows)} flagged (train.seed {', '.join(bad)})" if bad else "ok"
         elif key == "epochs" and len(set(values)) > 1:
             out[key] = f"{min(values)}-{max(values)}"

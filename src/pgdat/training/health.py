@@ -116,6 +116,15 @@ def first_of_each_kind(history: list[dict[str, Any]]) -> list[str]:
     return flags
 
 
+def recorded_flags(final: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
+    """A finished or running run's flags as its files record them: ``final["health"]["flags"]`` (final.json), else
+    (no final evaluation yet, or a final.json from before the health check) :func:`first_of_each_kind` of
+    ``history`` (the epochs of metrics.jsonl)."""
+    health = final.get("health")
+    flags = health.get("flags") if isinstance(health, dict) else first_of_each_kind(history)
+    return [str(f) for f in flags] if isinstance(flags, list) else []
+
+
 def health_summary(run: RunView) -> dict[str, Any]:
     """``final.json["health"]``: the run's flags (from its history, so a resumed run keeps earlier ones) and the
     chance rates they were judged against."""
