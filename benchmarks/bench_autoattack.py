@@ -35,16 +35,26 @@ from pgdat.models import create_model
 
 
 class _Collect(logging.Handler):
-    """Keeps the reference's 'robust accuracy after X: p%' lines (attack -> fraction)."""
+    """Keeps the reference's 'robust accuracy after X: p% (total time T s)' lines: attack -> fraction in ``after``,
+    attack -> seconds spent in that attack alone (differences of the running totals) in ``seconds``."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.after: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self._total = 0.0
 
     def emit(self, record: logging.LogRecord) -> None:
-        m = re.match(r"robust accuracy after (\S+): ([\d.]+)%", record.getMessage())
+        m = re.match(r"robust accuracy after (\S+): ([\d.]+)%(?: \(total time ([\d.]+) s\))?", record.getMessage())
         if m:
             self.after[m[1].lower()] = float(m[2]) / 100
+            if m[3] is not None:
+                self.seconds[m[1].lower()], self._total = float(m[3]) - self._total, float(m[3])
+
+
+def per_attack(seconds: dict[str, float]) -> str:
+    """``apgd-ce 50.1 s, apgd-t 120.3 s, ...``: where an evaluation's time went."""
+    return ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
 
 
 def model_and_points(args: argparse.Namespace, device: torch.device):
@@ -79,6 +89,7 @@ def reference(model, x, y, eps: float, seed: int, batch_size: int, attacks: list
         logger.removeHandler(collect)
     with torch.no_grad():
         robust = model(x_adv).argmax(1).eq(y).double().mean().item()
+    print(f"reference seconds per attack: {per_attack(collect.seconds)}", flush=True)
     return seconds, robust, collect.after
 
 
@@ -143,6 +154,7 @@ def main() -> None:
     print(f"part 1: pgdat cascade (batch {res.batch_size}, {args.precision}, {fmt}): {t_pg:8.1f} s  robust accuracy "
           f"{100 * res.robust_accuracy:6.2f}%  after each: "
           f"{', '.join(f'{k} {100 * v:.2f}%' for k, v in res.accuracy.items())}")
+    print(f"pgdat seconds per attack: {per_attack(res.seconds)}")
     print(f"speed-up {t_ref / t_pg:.2f}x (target >= 3x); robust accuracy difference "
           f"{100 * (res.robust_accuracy - acc_ref):+.2f} points (target within 0.5); pgdat wall time "
           f"{t_pg / 60:.1f} min (target < 10)", flush=True)
