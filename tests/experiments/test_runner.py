@@ -73,7 +73,7 @@ def test_health_flags_reach_the_summary(tmp_path):
     (old / "metrics.jsonl").write_text("\n".join(json.dumps(m) for m in [
         {"type": "header"}, {"health_flags": []}, {"health_flags": ["clean val accuracy stayed at chance: 10%"]},
         {"health_flags": ["clean val accuracy stayed at chance: 11%"]}]) + "\n")
-    assert health_flags(tmp_path) == [{"run": "seed0/old", "flags": ["clean val accuracy stayed at chance: 10%"]},
+    assert health_flags(tmp_path) == [{"run": "seed0/old", "flags": ["clean val accuracy stayed at chance: 11%"]},
                                       {"run": "seed0/runs/x", "flags": ["training loss diverged: epoch 3"]}]
 
 

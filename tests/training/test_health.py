@@ -101,3 +101,17 @@ def test_healthy_run_has_no_flags(tmp_path, tiny_overrides):
     Trainer(cfg, tmp_path / "run").fit()
     assert all(m["health_flags"] == [] for m in _epochs(tmp_path / "run"))
     assert json.loads((tmp_path / "run" / "final.json").read_text())["health"]["flags"] == []
+
+
+def test_run_flags_keep_at_chance_only_while_it_holds_and_divergence_always():
+    """Random labels fitted slowly (at chance for the first epochs, then learning) end unflagged; a run still at
+    chance at its end keeps the flag with its last epoch's text; a loss that ran away once stays flagged."""
+    from pgdat.training.health import run_flags
+
+    slow = "clean train accuracy stayed at chance: at most 11.9% over the last 3 epoch(s)"
+    late = "clean train accuracy stayed at chance: at most 10.1% over the last 3 epoch(s)"
+    boom = "training loss diverged: epoch 2 loss 40, more than 4 x 2.3"
+    assert run_flags([{"health_flags": []}, {"health_flags": [slow]}, {"health_flags": []}]) == []
+    assert run_flags([{"health_flags": [slow]}, {"health_flags": [late]}]) == [late]
+    assert run_flags([{"health_flags": [boom]}, {"health_flags": []}]) == [boom]
+    assert run_flags([]) == []

@@ -29,7 +29,7 @@ class Run:
     @property
     def health_flags(self) -> list[str]:
         """The trainer's health flags (:mod:`pgdat.training.health`): ``final.json["health"]["flags"]``, else (a
-        run without its final evaluation yet) the first flag of each kind over the epochs' ``health_flags``."""
+        run without its final evaluation yet) :func:`~pgdat.training.health.run_flags` of the epochs."""
         from pgdat.training.health import recorded_flags
 
         return recorded_flags(self.final, self.history)

@@ -7,8 +7,10 @@ same atomic write), which ``pgdat repro`` summaries repeat, ``pgdat compare`` sh
 (``ok`` when unflagged) and ``pgdat report`` shows in that column and at the top of the run's section.
 
 - **At chance:** over the last ``patience`` epochs (all epochs when the run has fewer), the clean accuracy stayed
-  within ``margin`` of chance. Chance is the share of the split's largest class (a constant predictor's accuracy:
-  10% on balanced 10-class data, more on long-tailed data). The accuracy is the training batches' clean accuracy
+  within ``margin`` of chance; the run (``final.json``, reports) keeps this flag only if it still holds at the last
+  epoch, so a slow start that then learned is warned about on the console but not flagged. Chance is the share of
+  the split's largest class (a constant predictor's accuracy: 10% on balanced 10-class data, more on long-tailed
+  data). The accuracy is the training batches' clean accuracy
   when the method reports it (``train_clean_acc``), else the validation split's (``val_clean_acc``).
 - **Diverged:** ``|train_loss|`` exceeds ``factor`` times the larger of ln(C) (the loss of a uniform prediction) and
   the smallest ``|train_loss|`` of any earlier epoch. ``|.|`` catches a loss that runs off to minus infinity too
@@ -92,7 +94,7 @@ class HealthCheck(Callback):
         found = [f for f in (at_chance(history, self.chance, run.cfg.train.epochs),
                              diverged(history, run.data.info.num_classes)) if f]
         metrics["health_flags"] = found
-        kinds = {f.split(":")[0] for f in self.flags}  # the run keeps the first flag of each kind
+        kinds = {f.split(":")[0] for f in self.flags}  # the console warns once per kind
         for f in found:
             if f.split(":")[0] in kinds:
                 continue
@@ -102,8 +104,14 @@ class HealthCheck(Callback):
                 print(f"HEALTH: {run.out}: {f}", flush=True)
 
     def on_fit_end(self, run: RunView, summary: dict[str, Any]) -> None:
-        if self.flags and run.dist.is_main:
-            print(f"HEALTH: {run.out}: run flagged: {'; '.join(self.flags)}", flush=True)
+        if not run.dist.is_main:
+            return
+        flags = run_flags(run.history)
+        if flags:
+            print(f"HEALTH: {run.out}: run flagged: {'; '.join(flags)}", flush=True)
+        left = [f.split(":")[0] for f in self.flags if f.split(":")[0] not in {g.split(":")[0] for g in flags}]
+        if left:  # an at-chance warning printed during training that no longer holds
+            print(f"HEALTH: {run.out}: no longer flagged at the last epoch: {'; '.join(left)}", flush=True)
 
 
 def first_of_each_kind(history: list[dict[str, Any]]) -> list[str]:
@@ -116,12 +124,31 @@ def first_of_each_kind(history: list[dict[str, Any]]) -> list[str]:
     return flags
 
 
+AT_CHANCE = "stayed at chance"  # in the kind (the text before ':') of every at-chance flag
+
+
+def run_flags(history: list[dict[str, Any]]) -> list[str]:
+    """The run's flags over its epochs' ``health_flags``: the first of each kind, except that an at-chance flag is
+    kept only when the run is still at chance at its last epoch (then with that epoch's text). A run that sat at
+    chance for its first epochs and then learned (random labels fitted slowly) is not flagged; a loss that ran away
+    once is, even if it came back."""
+    last = {f.split(":")[0]: f for f in history[-1].get("health_flags", [])} if history else {}
+    flags = []
+    for f in first_of_each_kind(history):
+        kind = f.split(":")[0]
+        if AT_CHANCE not in kind:
+            flags.append(f)
+        elif kind in last:
+            flags.append(last[kind])
+    return flags
+
+
 def recorded_flags(final: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
     """A finished or running run's flags as its files record them: ``final["health"]["flags"]`` (final.json), else
-    (no final evaluation yet, or a final.json from before the health check) :func:`first_of_each_kind` of
-    ``history`` (the epochs of metrics.jsonl)."""
+    (no final evaluation yet, or a final.json from before the health check) :func:`run_flags` of ``history`` (the
+    epochs of metrics.jsonl)."""
     health = final.get("health")
-    flags = health.get("flags") if isinstance(health, dict) else first_of_each_kind(history)
+    flags = health.get("flags") if isinstance(health, dict) else run_flags(history)
     return [str(f) for f in flags] if isinstance(flags, list) else []
 
 
@@ -130,4 +157,4 @@ def health_summary(run: RunView) -> dict[str, Any]:
     chance rates they were judged against."""
     data = run.data
     chance = {"train": chance_rate(data.train.y)} | ({"val": chance_rate(data.val.y)} if data.val is not None else {})
-    return {"flags": first_of_each_kind(run.history), "chance": chance}
+    return {"flags": run_flags(run.history), "chance": chance}
