@@ -63,7 +63,7 @@ def plan(preset: str, seed: int = 0) -> list[RunSpec]:
 
 
 @register_experiment("memorization", plan=plan, claims=CLAIMS, metrics=metrics,
-                     title="Random-label adversarial training (memorization)")
+                     title="Random-label adversarial training (memorization)", default_seeds={"cpu": 3})
 def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
     """Per-epoch training accuracy on the random labels and gradient norms per method (plus a ``final`` row each);
     ``memorization.png``."""

@@ -86,7 +86,8 @@ def plan(preset: str, seed: int = 0) -> list[RunSpec]:
 
 
 @register_experiment("robust-overfitting", plan=plan, claims=CLAIMS, metrics=metrics,
-                     title="Robust overfitting: PGD-AT with and without temporal ensembling")
+                     title="Robust overfitting: PGD-AT with and without temporal ensembling",
+                     default_seeds={"cpu": 3})
 def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
     """Best, last and validation-selected robust test accuracy per run; ``robust_overfitting.png``."""
     rows, curves = [], {}
