@@ -60,7 +60,7 @@ def plan(preset: str, seed: int = 0) -> list[RunSpec]:
 
 
 @register_experiment("induced", plan=plan, claims=CLAIMS, metrics=metrics,
-                     title="AT-induced distribution over training")
+                     title="AT-induced distribution over training", default_seeds={"cpu": 3})
 def analyse(out: Path, runs: list[TrainedRun], *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
     """For each analysed checkpoint of the AT run: a fresh student on its induced data (``out/students``), the IDE
     test error and the attack's local dispersion; ``induced.png``."""
