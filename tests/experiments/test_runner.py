@@ -109,3 +109,21 @@ def test_per_seed_table_keeps_small_values_readable():
     result = ReproResult(EXPERIMENTS.get("ntk"), "cpu", [0, 1], [], [{"v": 9.51e-06, "acc": 60.444},
                                                                        {"v": 0.0114, "acc": 58.0}], [], [], 1.0)
     assert _metrics_table(result)[2:] == ["| v | 0.00000951 | 0.0114 |", "| acc | 60.44 | 58.00 |"]
+
+
+def test_internal_trainings_do_not_break_the_report(tmp_path, fake):
+    """The induced experiment keeps its students' checkpoints and final.json but no config.yaml/metrics.jsonl; the
+    multi-seed summary's report failed on them ("not a pgdat run directory") after every seed had finished."""
+
+    def with_student(out: Path, runs: list, *, preset: str, seed: int = 0) -> list[dict[str, Any]]:
+        student = out / "students" / "student_epoch_5"
+        student.mkdir(parents=True)
+        (student / "final.json").write_text(json.dumps({"health": {"flags": []}}))
+        return fake_analyse(out, runs, preset=preset, seed=seed)
+
+    import dataclasses
+
+    EXPERIMENTS["fake"] = dataclasses.replace(fake, analyse=with_student)  # the fixture deletes it afterwards
+    res = run_experiment("fake", "paper", tmp_path)
+    assert res.results[0].verdict == "shown" and (tmp_path / "summary.md").is_file()
+    assert health_flags(tmp_path) == []  # the students' health is still read

@@ -117,7 +117,9 @@ def write_claims_summary(out: Path, result: ReproResult) -> None:
           "", "## Claims", "", *_claims_table(result), "", "## Per-seed metrics", "", *_metrics_table(result), "",
           "Each seed's rows, plots and report: " + ", ".join(f"`seed{s}/summary.md`" for s in result.seeds), ""]
     atomic_write_bytes(out / "summary.md", lambda f: f.write("\n".join(md).encode()))
-    runs = run_runs(out)
+    from pgdat.report.runs import is_run_dir
+
+    runs = [r for r in run_runs(out) if is_run_dir(r)]  # not the internal trainings an analysis keeps (students)
     if runs:
         from pgdat.report import write_report
 

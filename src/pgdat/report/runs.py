@@ -128,11 +128,17 @@ def _check_config(config: Any, path: Path) -> dict[str, Any]:
     return config
 
 
+def is_run_dir(path: Path) -> bool:
+    """A directory ``pgdat report`` can read: a run the Trainer logged (config.yaml and metrics.jsonl). An
+    experiment's internal trainings (the induced experiment's students) keep only checkpoints and final.json."""
+    return (path / "metrics.jsonl").is_file() and (path / "config.yaml").is_file()
+
+
 def load_run(path: str | Path) -> Run:
     """Read ``config.yaml``, ``metrics.jsonl`` and (when present) ``final.json`` of a run directory; a malformed
     file is a one-line PgdatError naming the file (and line) and the field."""
     p = Path(path)
-    if not (p / "metrics.jsonl").is_file() or not (p / "config.yaml").is_file():
+    if not is_run_dir(p):
         raise PgdatError(f"{p} is not a pgdat run directory (needs config.yaml and metrics.jsonl)")
     rows = _read_metrics(p / "metrics.jsonl")
     header = rows[0] if rows and rows[0].get("type") == "header" else {}
