@@ -10,8 +10,8 @@ same atomic write), which ``pgdat repro`` summaries repeat, ``pgdat compare`` sh
   within ``margin`` of chance; the run (``final.json``, reports) keeps this flag only if it still holds at the last
   epoch, so a slow start that then learned is warned about on the console but not flagged. Chance is the share of
   the split's largest class (a constant predictor's accuracy: 10% on balanced 10-class data, more on long-tailed
-  data). The accuracy is the training batches' clean accuracy
-  when the method reports it (``train_clean_acc``), else the validation split's (``val_clean_acc``).
+  data). The accuracy is the training batches' clean accuracy when the method reports it (``train_clean_acc``),
+  else the validation split's (``val_clean_acc``).
 - **Diverged:** ``|train_loss|`` exceeds ``factor`` times the larger of ln(C) (the loss of a uniform prediction) and
   the smallest ``|train_loss|`` of any earlier epoch. ``|.|`` catches a loss that runs off to minus infinity too
   (a sign error makes a loss unbounded below). Non-finite losses already stop the trainer with an error.
@@ -94,12 +94,12 @@ class HealthCheck(Callback):
         found = [f for f in (at_chance(history, self.chance, run.cfg.train.epochs),
                              diverged(history, run.data.info.num_classes)) if f]
         metrics["health_flags"] = found
-        kinds = {f.split(":")[0] for f in self.flags}  # the console warns once per kind
+        kinds = {kind(f) for f in self.flags}  # the console warns once per kind
         for f in found:
-            if f.split(":")[0] in kinds:
+            if kind(f) in kinds:
                 continue
             self.flags.append(f)
-            kinds.add(f.split(":")[0])
+            kinds.add(kind(f))
             if run.dist.is_main:
                 print(f"HEALTH: {run.out}: {f}", flush=True)
 
@@ -109,9 +109,14 @@ class HealthCheck(Callback):
         flags = run_flags(run.history)
         if flags:
             print(f"HEALTH: {run.out}: run flagged: {'; '.join(flags)}", flush=True)
-        left = [f.split(":")[0] for f in self.flags if f.split(":")[0] not in {g.split(":")[0] for g in flags}]
+        left = [kind(f) for f in self.flags if kind(f) not in {kind(g) for g in flags}]
         if left:  # an at-chance warning printed during training that no longer holds
             print(f"HEALTH: {run.out}: no longer flagged at the last epoch: {'; '.join(left)}", flush=True)
+
+
+def kind(flag: str) -> str:
+    """A flag's kind: its text before the first ':' (e.g. "training loss diverged")."""
+    return flag.split(":")[0]
 
 
 def first_of_each_kind(history: list[dict[str, Any]]) -> list[str]:
@@ -119,7 +124,7 @@ def first_of_each_kind(history: list[dict[str, Any]]) -> list[str]:
     flags: list[str] = []
     for m in history:
         for f in m.get("health_flags", []):
-            if f.split(":")[0] not in {g.split(":")[0] for g in flags}:
+            if kind(f) not in {kind(g) for g in flags}:
                 flags.append(f)
     return flags
 
@@ -132,14 +137,13 @@ def run_flags(history: list[dict[str, Any]]) -> list[str]:
     kept only when the run is still at chance at its last epoch (then with that epoch's text). A run that sat at
     chance for its first epochs and then learned (random labels fitted slowly) is not flagged; a loss that ran away
     once is, even if it came back."""
-    last = {f.split(":")[0]: f for f in history[-1].get("health_flags", [])} if history else {}
+    last = {kind(f): f for f in history[-1].get("health_flags", [])} if history else {}
     flags = []
     for f in first_of_each_kind(history):
-        kind = f.split(":")[0]
-        if AT_CHANCE not in kind:
+        if AT_CHANCE not in kind(f):
             flags.append(f)
-        elif kind in last:
-            flags.append(last[kind])
+        elif kind(f) in last:
+            flags.append(last[kind(f)])
     return flags
 
 
