@@ -153,7 +153,7 @@ def test_state_of_another_evaluation_is_refused_and_kept(tiny_model, tiny_batch,
                                   pytest.param("fab-t", marks=pytest.mark.slow)])
 def test_reference_components_run_under_bf16_autocast(name):
     """bf16 attack iterations on the reference's code: the logits reach its losses as fp32 (its Square attack wrote
-    bf16 losses into fp32 buffers and failed on the default CNN; it now runs in fp32, forward passes only), every
+    bf16 losses into fp32 buffers and failed on the default CNN when autocast wrapped the whole attack), every
     adversarial example stays in the eps-ball and the box."""
     from pgdat.attacks.autoattack import autoattack_component
 
@@ -161,3 +161,66 @@ def test_reference_components_run_under_bf16_autocast(name):
     x_adv = autoattack_component(model, x[:4], y[:4], name=name, eps=0.05, precision="bf16")
     assert x_adv.dtype == x.dtype and (x_adv - x[:4]).abs().max() <= 0.05 + 1e-6
     assert 0 <= x_adv.min() and x_adv.max() <= 1
+
+
+def test_low_precision_covers_the_model_only(monkeypatch):
+    """precision=bf16 runs the network under autocast, and nothing else: FAB's projection (the reference's own
+    arithmetic, matmuls included) sees autocast off and fp32 operands. With autocast around the whole attack (the
+    earlier design) the projection ran in bf16, a less exact attack that was also 1.4x slower on CPU."""
+    import pyautoattack.fab_base as fab_base
+
+    from pgdat.attacks.autoattack import autoattack_component
+
+    model, x, y = _ten_class_model()
+    seen: dict[str, list] = {"model": [], "projection": []}
+
+    class Spy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            seen["model"].append(torch.is_autocast_enabled("cpu"))
+            return self.net(inp)
+
+    real = fab_base.projection_linf
+
+    def projection(points, w, b):
+        seen["projection"].append((torch.is_autocast_enabled("cpu"), points.dtype, w.dtype))
+        return real(points, w, b)
+
+    monkeypatch.setattr(fab_base, "projection_linf", projection)
+    autoattack_component(Spy().eval(), x[:4], y[:4], name="fab-t", eps=0.05, precision="bf16")
+    assert seen["model"] and all(seen["model"])
+    assert seen["projection"] and set(seen["projection"]) == {(False, torch.float32, torch.float32)}
+
+
+def test_reference_fab_leaves_no_parameter_gradients():
+    """The reference's FAB calls backward(): pgdat runs it with the parameters frozen, so no weight gradient is
+    computed or left in the caller's .grad, and every parameter's requires_grad is as it was."""
+    from pgdat.attacks.autoattack import autoattack_component
+
+    model, x, y = _ten_class_model()
+    model[1].bias.requires_grad_(False)  # a parameter the caller froze stays frozen
+    before = {n: p.requires_grad for n, p in model.named_parameters()}
+    autoattack_component(model, x[:4], y[:4], name="fab-t", eps=0.05)
+    assert all(p.grad is None for p in model.parameters())
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == before
+
+
+def test_standard_autoattack_cascade_equals_reference_run():
+    """All four standard components (FAB-T and Square included, run with the parameters frozen): pgdat's cascade
+    gives the reference's plain run_standard_evaluation point by point, on a case where APGD leaves points robust
+    for FAB-T and Square to try."""
+    from pyautoattack import AutoAttack
+
+    model, x, y = _ten_class_model()
+    res = evaluate(model, x, y, attacks="clean,autoattack", eps=0.03, batch_size=8, seed=0, checks=False)
+    ref = AutoAttack(model, device="cpu", eps=0.03, norm="Linf", seed=0, version="standard")
+    ref.verbose = False
+    x_adv, _ = ref.run_standard_evaluation(x, y, batch_size=8)
+    with torch.no_grad():
+        ref_robust = model(x_adv).argmax(dim=1).eq(y)
+    assert 0 < int(ref_robust.sum()) < len(y)
+    assert torch.equal(res.robust, ref_robust)
+    assert list(res.accuracy) == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
