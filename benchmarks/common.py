@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pgdat.models import create_model
-from pgdat.precision import cpu_supports_bf16
+from pgdat.precision import cpu_supports_bf16, native_bf16_features
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
@@ -30,9 +30,8 @@ def machine() -> str:
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
     cpu = platform.processor() or platform.machine()
     isa = torch.backends.cpu.get_cpu_capability()
-    native = [name for name, probe in (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
-              if getattr(torch.cpu, probe, lambda: False)()]
-    bf16 = f"native bf16 ({', '.join(native)})" if cpu_supports_bf16() else "no native bf16 (bf16 is emulated: slow)"
+    native = ", ".join(native_bf16_features())
+    bf16 = f"native bf16 ({native})" if cpu_supports_bf16() else "no native bf16 (bf16 is emulated: slow)"
     return f"{cpu}, {torch.get_num_threads()} threads, {isa}, {bf16} (torch {torch.__version__})"
 
 

@@ -35,3 +35,13 @@ def test_fp16_on_cpu_and_unknown_names_are_errors():
         precision.resolve_precision("fp16", "cpu")
     with pytest.raises(PgdatError, match="valid: auto, fp32, bf16, fp16"):
         precision.resolve_precision("fp8", "cpu")
+
+
+@pytest.mark.parametrize("avx512_bf16,amx,expected", [
+    (False, False, ()), (True, False, ("AVX512-BF16",)), (True, True, ("AVX512-BF16", "AMX")),
+])
+def test_native_bf16_features_names_the_instruction_sets(monkeypatch, avx512_bf16, amx, expected):
+    """What benchmarks print about a machine: which native bf16 instruction sets it has."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert precision.native_bf16_features() == expected

@@ -22,12 +22,19 @@ def cpu_supports_bf16() -> bool:
     AVX2 EPYC: a PreAct ResNet-18 input-gradient pass 6-15x slower; benchmarks/README.md), so only the native
     instructions count. Probed once per process.
     """
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     try:
-        native = any(getattr(torch.cpu, name)() for name in probes if hasattr(torch.cpu, name))
-        return native and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(native_bf16_features()) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def native_bf16_features() -> tuple[str, ...]:
+    """The native bf16 instruction sets this CPU has, of ``AVX512-BF16`` and ``AMX`` (empty: bf16 is emulated)."""
+    probes = (("AVX512-BF16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
+    try:
+        return tuple(name for name, probe in probes if hasattr(torch.cpu, probe) and getattr(torch.cpu, probe)())
+    except RuntimeError:
+        return ()
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:

@@ -104,8 +104,8 @@ def autoattack_component(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     name: ``apgd-ce``, ``apgd-t``, ``fab-t`` or ``square`` (standard settings), or ``apgd-dlr`` / ``fab`` (the
     reference's class defaults, 5 restarts). precision: ``bf16``/``fp16`` runs the model's forward and backward
     passes under autocast (the attack's own arithmetic stays fp32); the caller must re-check every success in fp32,
-    since a low-precision argmax can invent one. The reference seeds
-    the global RNG; it is forked here, so the caller's random streams are untouched. The model must be in eval mode.
+    since a low-precision argmax can invent one. The reference seeds the global RNG; it is forked here, so the
+    caller's random streams are untouched. The model must be in eval mode; its parameters are frozen meanwhile.
     """
     if eps <= 0:
         return x.detach().clone()
